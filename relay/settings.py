@@ -1,0 +1,169 @@
+"""Configuration, read once from the environment into a typed, validated object.
+
+Nothing else in the relay reads ``os.environ``: everything takes a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_BASE_URL = "https://api.useapi.net"
+
+
+class SettingsError(ValueError):
+    """A configuration value is wrong; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the relay is configured with. Secrets are excluded from ``repr``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    useapi_token: str | None = field(default=None, repr=False)
+    useapi_base_url: str = DEFAULT_BASE_URL
+    public_url: str | None = None
+    db_path: str = "./relay.db"
+    download_dir: Path = Path("./downloads")
+    api_key: str | None = field(default=None, repr=False)
+    handlers: tuple[str, ...] | None = None
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    discord_webhook_url: str | None = field(default=None, repr=False)
+    forward_url: str | None = None
+    forward_secret: str | None = field(default=None, repr=False)
+    exec_command: str | None = None
+    resubmit_max: int = 1
+    poll_after: float = 60.0
+    download_allow_private: bool = False
+    accounts: tuple[tuple[str, int], ...] = ()
+    sim_step_seconds: float = 1.0
+    handler_max_attempts: int = 5
+    log_level: str = "INFO"
+
+    @property
+    def simulated(self) -> bool:
+        """True when no useapi.net token is set: the built-in simulator is the upstream."""
+        return not self.useapi_token
+
+    @property
+    def own_url(self) -> str:
+        """How this process reaches itself over loopback."""
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def callback_root(self) -> str:
+        """The public root the upstream reaches; ``replyUrl`` is built from it."""
+        return (self.public_url or self.own_url).rstrip("/")
+
+    @property
+    def upstream_root(self) -> str:
+        """Where ``/v1/runwayml/...`` lives: useapi.net, or the simulator mounted on this server."""
+        if self.simulated and self.useapi_base_url == DEFAULT_BASE_URL:
+            return self.own_url
+        return self.useapi_base_url.rstrip("/")
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when ``host`` only accepts connections from this machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with CLI flags applied (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean; use 1 or 0")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value < minimum or value != value:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum:g}")
+    return value
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"{name} must be an http(s) URL, got a value that is not")
+    return raw
+
+
+def _accounts(raw: str) -> tuple[tuple[str, int], ...]:
+    """Parse ``RELAY_ACCOUNTS=a@x.com:2,b@y.com:3`` (capacity defaults to 2)."""
+    accounts: list[tuple[str, int]] = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        email, _, capacity = item.partition(":")
+        try:
+            max_jobs = int(capacity) if capacity else 2
+        except ValueError:
+            raise SettingsError(f"RELAY_ACCOUNTS entry {item!r}: capacity must be 1-10") from None
+        if not 1 <= max_jobs <= 10:
+            raise SettingsError(f"RELAY_ACCOUNTS entry {item!r}: capacity must be 1-10")
+        accounts.append((email, max_jobs))
+    return tuple(accounts)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the configuration from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    handlers = env.get("RELAY_HANDLERS")
+    base_url = _url(env, "USEAPI_BASE_URL") or DEFAULT_BASE_URL
+    return Settings(
+        useapi_token=env.get("USEAPI_TOKEN") or None,
+        useapi_base_url=base_url,
+        public_url=_url(env, "RELAY_PUBLIC_URL"),
+        db_path=env.get("RELAY_DB") or "./relay.db",
+        download_dir=Path(env.get("RELAY_DOWNLOAD_DIR") or "./downloads"),
+        api_key=env.get("RELAY_API_KEY") or None,
+        handlers=(
+            tuple(h.strip() for h in handlers.split(",") if h.strip())
+            if handlers is not None
+            else None
+        ),
+        slack_webhook_url=_url(env, "RELAY_SLACK_WEBHOOK_URL"),
+        discord_webhook_url=_url(env, "RELAY_DISCORD_WEBHOOK_URL"),
+        forward_url=_url(env, "RELAY_FORWARD_URL"),
+        forward_secret=env.get("RELAY_FORWARD_SECRET") or None,
+        exec_command=env.get("RELAY_EXEC") or None,
+        resubmit_max=int(_number(env, "RELAY_RESUBMIT_MAX", 1, 0)),
+        poll_after=_number(env, "RELAY_POLL_AFTER", 60.0, 0.05),
+        download_allow_private=_bool(env, "RELAY_DOWNLOAD_ALLOW_PRIVATE", False),
+        accounts=_accounts(env.get("RELAY_ACCOUNTS", "")),
+        sim_step_seconds=_number(env, "RELAY_SIM_STEP_SECONDS", 1.0, 0.001),
+        handler_max_attempts=int(_number(env, "RELAY_HANDLER_MAX_ATTEMPTS", 5, 1)),
+        log_level=(env.get("RELAY_LOG_LEVEL") or "INFO").upper(),
+    )
