@@ -1,0 +1,91 @@
+"""Schema, versioned from day one: numbered migrations that each run once (sqlite-utils ``Migrations``).
+
+Add a change as a new function at the bottom; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("runway_relay")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    """Jobs, their attempts, every event, every transition, the handler outbox and artifacts."""
+    db["jobs"].create(
+        {
+            "id": str, "status": str, "model": str, "params": str, "handlers": str,
+            "account": str, "task_id": str, "progress": float, "progress_text": str,
+            "attempt": int, "error": str, "error_kind": str, "created_at": str,
+            "updated_at": str, "last_update_at": float, "submitting_since": float,
+            "next_submit_at": float, "submit_tries": int, "next_poll_at": float,
+            "poll_tries": int, "upstream_artifacts": str,
+        },
+        pk="id",
+        not_null={"status", "model", "params", "attempt", "created_at", "updated_at"},
+        defaults={"progress": 0.0, "attempt": 1, "submit_tries": 0, "poll_tries": 0},
+    )
+    db["jobs"].create_index(["status", "id"])
+    db["jobs"].create_index(["model", "id"])
+    db["attempts"].create(
+        {
+            "job_id": str, "attempt": int, "reply_ref": str, "token_hash": str,
+            "task_id": str, "account": str, "submitted_at": str,
+        },
+        pk=("job_id", "attempt"),
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["attempts"].create_index(["token_hash"], unique=True)
+    db["attempts"].create_index(["reply_ref"])
+    db["events"].create(
+        {
+            "id": int, "job_id": str, "attempt": int, "source": str, "kind": str,
+            "outcome": str, "status": str, "progress": float, "detail": str, "body": str,
+            "at": str,
+        },
+        pk="id",
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["events"].create_index(["job_id", "id"])
+    db["transitions"].create(
+        {
+            "id": int, "job_id": str, "attempt": int, "from_status": str, "to_status": str,
+            "progress": float, "signal": str, "at": str,
+        },
+        pk="id",
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["transitions"].create_index(["job_id", "id"])
+    db["handler_runs"].create(
+        {
+            "id": int, "job_id": str, "transition_id": int, "handler": str, "signal": str,
+            "status": str, "attempts": int, "next_at": float, "last_error": str,
+            "output": str, "created_at": str, "updated_at": str,
+        },
+        pk="id",
+        not_null={"job_id", "handler", "signal", "status"},
+        defaults={"attempts": 0},
+        foreign_keys=[("job_id", "jobs", "id"), ("transition_id", "transitions", "id")],
+    )
+    db["handler_runs"].create_index(["status", "next_at"])
+    db["handler_runs"].create_index(["job_id"])
+    db["handler_runs"].create_index(["transition_id", "handler"], unique=True)
+    db["artifacts"].create(
+        {
+            "id": int, "job_id": str, "attempt": int, "url": str, "path": str, "size": int,
+            "sha256": str, "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("job_id", "jobs", "id")],
+    )
+    db["artifacts"].create_index(["job_id", "url"], unique=True)
+    db["accounts"].create(
+        {"email": str, "max_jobs": int, "capacity": int, "backoff_until": float,
+         "updated_at": str},
+        pk="email",
+    )
+    db["assets"].create(
+        {"asset_id": str, "account": str, "name": str, "media_type": str, "created_at": str},
+        pk="asset_id",
+    )

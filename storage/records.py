@@ -1,0 +1,106 @@
+"""Plain records the storage layer hands out, and the job JSON shape of contract §5."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..states import Signal
+
+
+@dataclass(frozen=True)
+class SubmitTicket:
+    """What the scheduler needs to send one create: the secret token exists only here and upstream."""
+
+    job_id: str
+    attempt: int
+    reply_ref: str
+    token: str
+    params: dict[str, Any]
+    account: str | None
+
+    def __repr__(self) -> str:  # never print the token
+        return f"SubmitTicket(job_id={self.job_id!r}, attempt={self.attempt})"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What one callback or poll did: its outcome and, when the job moved, the signal to send."""
+
+    job_id: str
+    outcome: str
+    signal: Signal | None
+    transition_id: int | None
+
+
+def iso_now() -> str:
+    """The current UTC time as ISO 8601 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+_last_ms = 0
+_id_lock = threading.Lock()
+
+
+def new_job_id() -> str:
+    """A sortable id: 12 hex digits of milliseconds, then 8 random ones (``019a6f2b3c4d-1f2e3d4c``).
+
+    The millisecond part never repeats within a process, so ids sort in creation order.
+    """
+    global _last_ms
+    with _id_lock:
+        _last_ms = max(int(time.time() * 1000), _last_ms + 1)
+        stamp = _last_ms
+    return f"{stamp:012x}-{os.urandom(4).hex()}"
+
+
+def new_token() -> str:
+    """A per-attempt callback secret of 192 bits, URL-safe."""
+    return secrets.token_urlsafe(24)
+
+
+def _handler_view(run: dict[str, Any]) -> dict[str, Any]:
+    return {"id": run["id"], "name": run["handler"], "signal": run["signal"],
+            "status": run["status"], "attempts": run["attempts"],
+            "last_error": run["last_error"], "updated_at": run["updated_at"]}
+
+
+def _artifact_views(row: dict[str, Any], stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_url = {a["url"]: a for a in stored}
+    views = []
+    for ref in json.loads(row.get("upstream_artifacts") or "[]"):
+        have = by_url.pop(ref["url"], None)
+        views.append({"url": ref["url"], "path": have and have["path"],
+                      "size": have["size"] if have else ref.get("size"),
+                      "sha256": have and have["sha256"], "preview_url": ref.get("preview_url")})
+    views.extend({"url": a["url"], "path": a["path"], "size": a["size"], "sha256": a["sha256"],
+                  "preview_url": None} for a in by_url.values())
+    return views
+
+
+def job_json(row: dict[str, Any], runs: list[dict[str, Any]],
+             artifacts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The public job JSON (contract §5). Internal columns and secrets stay out."""
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "model": row["model"],
+        "params": json.loads(row["params"]),
+        "account": row["account"],
+        "task_id": row["task_id"],
+        "progress": row["progress"] or 0.0,
+        "progress_text": row["progress_text"],
+        "attempt": row["attempt"],
+        "error": row["error"],
+        "error_kind": row["error_kind"],
+        "artifacts": _artifact_views(row, artifacts),
+        "handlers": [_handler_view(r) for r in runs],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
