@@ -15,12 +15,27 @@ def m001_initial(db: Database) -> None:
     """Jobs, their attempts, every event, every transition, the handler outbox and artifacts."""
     db["jobs"].create(
         {
-            "id": str, "status": str, "model": str, "params": str, "handlers": str,
-            "account": str, "task_id": str, "progress": float, "progress_text": str,
-            "attempt": int, "error": str, "error_kind": str, "created_at": str,
-            "updated_at": str, "last_update_at": float, "submitting_since": float,
-            "next_submit_at": float, "submit_tries": int, "next_poll_at": float,
-            "poll_tries": int, "upstream_artifacts": str,
+            "id": str,
+            "status": str,
+            "model": str,
+            "params": str,
+            "handlers": str,
+            "account": str,
+            "task_id": str,
+            "progress": float,
+            "progress_text": str,
+            "attempt": int,
+            "error": str,
+            "error_kind": str,
+            "created_at": str,
+            "updated_at": str,
+            "last_update_at": float,
+            "submitting_since": float,
+            "next_submit_at": float,
+            "submit_tries": int,
+            "next_poll_at": float,
+            "poll_tries": int,
+            "upstream_artifacts": str,
         },
         pk="id",
         not_null={"status", "model", "params", "attempt", "created_at", "updated_at"},
@@ -30,8 +45,13 @@ def m001_initial(db: Database) -> None:
     db["jobs"].create_index(["model", "id"])
     db["attempts"].create(
         {
-            "job_id": str, "attempt": int, "reply_ref": str, "token_hash": str,
-            "task_id": str, "account": str, "submitted_at": str,
+            "job_id": str,
+            "attempt": int,
+            "reply_ref": str,
+            "token_hash": str,
+            "task_id": str,
+            "account": str,
+            "submitted_at": str,
         },
         pk=("job_id", "attempt"),
         foreign_keys=[("job_id", "jobs", "id")],
@@ -40,8 +60,16 @@ def m001_initial(db: Database) -> None:
     db["attempts"].create_index(["reply_ref"])
     db["events"].create(
         {
-            "id": int, "job_id": str, "attempt": int, "source": str, "kind": str,
-            "outcome": str, "status": str, "progress": float, "detail": str, "body": str,
+            "id": int,
+            "job_id": str,
+            "attempt": int,
+            "source": str,
+            "kind": str,
+            "outcome": str,
+            "status": str,
+            "progress": float,
+            "detail": str,
+            "body": str,
             "at": str,
         },
         pk="id",
@@ -50,8 +78,14 @@ def m001_initial(db: Database) -> None:
     db["events"].create_index(["job_id", "id"])
     db["transitions"].create(
         {
-            "id": int, "job_id": str, "attempt": int, "from_status": str, "to_status": str,
-            "progress": float, "signal": str, "at": str,
+            "id": int,
+            "job_id": str,
+            "attempt": int,
+            "from_status": str,
+            "to_status": str,
+            "progress": float,
+            "signal": str,
+            "at": str,
         },
         pk="id",
         foreign_keys=[("job_id", "jobs", "id")],
@@ -59,9 +93,18 @@ def m001_initial(db: Database) -> None:
     db["transitions"].create_index(["job_id", "id"])
     db["handler_runs"].create(
         {
-            "id": int, "job_id": str, "transition_id": int, "handler": str, "signal": str,
-            "status": str, "attempts": int, "next_at": float, "last_error": str,
-            "output": str, "created_at": str, "updated_at": str,
+            "id": int,
+            "job_id": str,
+            "transition_id": int,
+            "handler": str,
+            "signal": str,
+            "status": str,
+            "attempts": int,
+            "next_at": float,
+            "last_error": str,
+            "output": str,
+            "created_at": str,
+            "updated_at": str,
         },
         pk="id",
         not_null={"job_id", "handler", "signal", "status"},
@@ -73,16 +116,21 @@ def m001_initial(db: Database) -> None:
     db["handler_runs"].create_index(["transition_id", "handler"], unique=True)
     db["artifacts"].create(
         {
-            "id": int, "job_id": str, "attempt": int, "url": str, "path": str, "size": int,
-            "sha256": str, "created_at": str,
+            "id": int,
+            "job_id": str,
+            "attempt": int,
+            "url": str,
+            "path": str,
+            "size": int,
+            "sha256": str,
+            "created_at": str,
         },
         pk="id",
         foreign_keys=[("job_id", "jobs", "id")],
     )
     db["artifacts"].create_index(["job_id", "url"], unique=True)
     db["accounts"].create(
-        {"email": str, "max_jobs": int, "capacity": int, "backoff_until": float,
-         "updated_at": str},
+        {"email": str, "max_jobs": int, "capacity": int, "backoff_until": float, "updated_at": str},
         pk="email",
     )
     db["assets"].create(

@@ -66,9 +66,15 @@ def new_token() -> str:
 
 
 def _handler_view(run: dict[str, Any]) -> dict[str, Any]:
-    return {"id": run["id"], "name": run["handler"], "signal": run["signal"],
-            "status": run["status"], "attempts": run["attempts"],
-            "last_error": run["last_error"], "updated_at": run["updated_at"]}
+    return {
+        "id": run["id"],
+        "name": run["handler"],
+        "signal": run["signal"],
+        "status": run["status"],
+        "attempts": run["attempts"],
+        "last_error": run["last_error"],
+        "updated_at": run["updated_at"],
+    }
 
 
 def _artifact_views(row: dict[str, Any], stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -76,16 +82,25 @@ def _artifact_views(row: dict[str, Any], stored: list[dict[str, Any]]) -> list[d
     views = []
     for ref in json.loads(row.get("upstream_artifacts") or "[]"):
         have = by_url.pop(ref["url"], None)
-        views.append({"url": ref["url"], "path": have and have["path"],
-                      "size": have["size"] if have else ref.get("size"),
-                      "sha256": have and have["sha256"], "preview_url": ref.get("preview_url")})
-    views.extend({"url": a["url"], "path": a["path"], "size": a["size"], "sha256": a["sha256"],
-                  "preview_url": None} for a in by_url.values())
+        views.append(
+            {
+                "url": ref["url"],
+                "path": have and have["path"],
+                "size": have["size"] if have else ref.get("size"),
+                "sha256": have and have["sha256"],
+                "preview_url": ref.get("preview_url"),
+            }
+        )
+    views.extend(
+        {"url": a["url"], "path": a["path"], "size": a["size"], "sha256": a["sha256"], "preview_url": None}
+        for a in by_url.values()
+    )
     return views
 
 
-def job_json(row: dict[str, Any], runs: list[dict[str, Any]],
-             artifacts: list[dict[str, Any]]) -> dict[str, Any]:
+def job_json(
+    row: dict[str, Any], runs: list[dict[str, Any]], artifacts: list[dict[str, Any]]
+) -> dict[str, Any]:
     """The public job JSON (contract §5). Internal columns and secrets stay out."""
     return {
         "id": row["id"],

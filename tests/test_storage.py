@@ -81,7 +81,13 @@ async def test_callbacks_apply_once_and_never_regress(store: SQLiteStore) -> Non
     assert view["status"] == "succeeded" and view["progress"] == 1.0
     assert view["artifacts"][0]["url"] == "http://x/v.mp4"
     assert [e["outcome"] for e in view["events"] if e["source"] == "callback"] == [
-        "applied", "duplicate", "stale", "applied", "duplicate", "stale"]
+        "applied",
+        "duplicate",
+        "stale",
+        "applied",
+        "duplicate",
+        "stale",
+    ]
     names = [(h["name"], h["signal"]) for h in view["handlers"]]
     assert names.count(("download", "job-succeeded")) == 1
 
@@ -113,7 +119,9 @@ async def test_outbox_claim_retry_and_crash_recovery(store: SQLiteStore) -> None
     await ingest(store, ticket.token, task("SUCCEEDED"))
     runs = await store.claim_runs(now=1e12, limit=10)
     assert sorted((r["handler"], r["signal"]) for r in runs) == [
-        ("download", "job-succeeded"), ("notify", "job-submitted")]
+        ("download", "job-succeeded"),
+        ("notify", "job-submitted"),
+    ]
     assert await store.claim_runs(now=1e12, limit=10) == []
     assert await store.reset_running_runs() == len(runs)
     again = await store.claim_runs(now=1e12, limit=10)
