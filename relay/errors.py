@@ -28,8 +28,9 @@ class ValidationError(RelayError):
 
     status_code = 422
 
-    def __init__(self, message: str, field: str | None = None,
-                 problems: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self, message: str, field: str | None = None, problems: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.problems = problems or ([{"field": field, "error": message}] if field else [])

@@ -150,9 +150,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         download_dir=Path(env.get("RELAY_DOWNLOAD_DIR") or "./downloads"),
         api_key=env.get("RELAY_API_KEY") or None,
         handlers=(
-            tuple(h.strip() for h in handlers.split(",") if h.strip())
-            if handlers is not None
-            else None
+            tuple(h.strip() for h in handlers.split(",") if h.strip()) if handlers is not None else None
         ),
         slack_webhook_url=_url(env, "RELAY_SLACK_WEBHOOK_URL"),
         discord_webhook_url=_url(env, "RELAY_DISCORD_WEBHOOK_URL"),

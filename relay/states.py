@@ -140,9 +140,7 @@ def _signal_for_move(old: Status, new: Status) -> Signal:
     return Signal.PROGRESS
 
 
-def on_update(
-    current: JobState, attempt: int, status: Status, progress: float | None = None
-) -> Decision:
+def on_update(current: JobState, attempt: int, status: Status, progress: float | None = None) -> Decision:
     """Decide what an upstream update (callback or poll) for ``attempt`` does to ``current``."""
     progress = clamp_progress(progress)
     if status is Status.SUCCEEDED:
@@ -168,8 +166,7 @@ def on_update(
 def on_submitted(current: JobState) -> Decision:
     """The create call was accepted. A callback may already have moved the job further."""
     if current.status is Status.QUEUED:
-        return Decision(Outcome.APPLIED, JobState(Status.SUBMITTED, current.attempt, 0.0),
-                        Signal.SUBMITTED)
+        return Decision(Outcome.APPLIED, JobState(Status.SUBMITTED, current.attempt, 0.0), Signal.SUBMITTED)
     return Decision(Outcome.DUPLICATE, current)
 
 
@@ -177,17 +174,18 @@ def on_rejected(current: JobState) -> Decision:
     """The upstream refused the create (400/401/402): the job ends ``rejected``."""
     if current.status is not Status.QUEUED:
         raise TransitionError(f"a {current.status} job cannot be rejected")
-    return Decision(Outcome.APPLIED, JobState(Status.REJECTED, current.attempt, current.progress),
-                    Signal.FAILED)
+    return Decision(
+        Outcome.APPLIED, JobState(Status.REJECTED, current.attempt, current.progress), Signal.FAILED
+    )
 
 
 def on_cancel(current: JobState) -> Decision:
     """The user cancelled the job."""
     if current.terminal:
         raise TransitionError(f"the job already ended ({current.status}); nothing to cancel")
-    return Decision(Outcome.APPLIED,
-                    JobState(Status.CANCELLED, current.attempt, current.progress),
-                    Signal.CANCELLED)
+    return Decision(
+        Outcome.APPLIED, JobState(Status.CANCELLED, current.attempt, current.progress), Signal.CANCELLED
+    )
 
 
 def on_resubmit(current: JobState) -> Decision:

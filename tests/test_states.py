@@ -35,8 +35,7 @@ def test_normal_life_emits_one_signal_per_step() -> None:
     decision = on_submitted(state)
     assert decision.signal is Signal.SUBMITTED
     state = decision.state
-    steps = [(Status.PENDING, 0.0), (Status.RUNNING, 0.25), (Status.RUNNING, 0.5),
-             (Status.SUCCEEDED, None)]
+    steps = [(Status.PENDING, 0.0), (Status.RUNNING, 0.25), (Status.RUNNING, 0.5), (Status.SUCCEEDED, None)]
     signals = []
     for status, progress in steps:
         decision = on_update(state, 1, status, progress)
@@ -128,11 +127,10 @@ def test_never_moves_backwards(sequence: list, start: Status) -> None:
         state = decision.state
 
 
-steps = [(Status.PENDING, 0.0), (Status.RUNNING, 0.2), (Status.RUNNING, 0.6),
-         (Status.RUNNING, 0.9)]
+steps = [(Status.PENDING, 0.0), (Status.RUNNING, 0.2), (Status.RUNNING, 0.6), (Status.RUNNING, 0.9)]
 
 
-@given(st.permutations(steps + [(Status.SUCCEEDED, None)]), st.lists(st.integers(0, 4)))
+@given(st.permutations([*steps, (Status.SUCCEEDED, None)]), st.lists(st.integers(0, 4)))
 def test_any_order_with_repeats_ends_in_the_same_state(order: list, repeats: list) -> None:
     sequence = list(order) + [order[i] for i in repeats]
     state = JobState(Status.SUBMITTED)

@@ -84,9 +84,7 @@ class Simulator:
             Route(f"{api}/videos/create", self._guard(self.create), methods=["POST"]),
             Route(f"{api}/tasks/{{task_id:path}}", self._guard(self.get_task), methods=["GET"]),
             *self._both(f"{api}/scheduler", self._guard(self.scheduler), ["GET"]),
-            Route(
-                f"{api}/scheduler/{{task_id:path}}", self._guard(self.delete), methods=["DELETE"]
-            ),
+            Route(f"{api}/scheduler/{{task_id:path}}", self._guard(self.delete), methods=["DELETE"]),
             *self._both(f"{api}/accounts", self._guard(self.accounts), ["GET"]),
             *self._both(f"{api}/assets", self._guard(self.list_assets), ["GET"]),
             *self._both(f"{api}/assets", self._guard(self.upload_asset), ["POST"]),
@@ -165,9 +163,7 @@ class Simulator:
             try:
                 body = await request.json()
             except ValueError:
-                raise SimError(
-                    400, {"error": "Request body is not valid JSON", "code": 400}
-                ) from None
+                raise SimError(400, {"error": "Request body is not valid JSON", "code": 400}) from None
         if not isinstance(body, dict):
             raise SimError(400, {"error": "Request body must be a JSON object", "code": 400})
         task = self.engine.create(body, self._base(request))
@@ -179,9 +175,7 @@ class Simulator:
         task_id = request.path_params["task_id"]
         task = self.engine.tasks.get(task_id)
         if task is None:
-            return JSONResponse(
-                {"error": f"Unable to locate task {task_id}", "code": 404}, status_code=404
-            )
+            return JSONResponse({"error": f"Unable to locate task {task_id}", "code": 404}, status_code=404)
         return JSONResponse(task.model_json())
 
     async def scheduler(self, request: Request) -> Response:
@@ -201,9 +195,7 @@ class Simulator:
         """``GET assets/?mediaType=image|video``."""
         media_type = request.query_params.get("mediaType") or None
         if media_type not in (None, "image", "video"):
-            raise SimError(
-                400, {"error": "Parameter mediaType must be image or video", "code": 400}
-            )
+            raise SimError(400, {"error": "Parameter mediaType must be image or video", "code": 400})
         return JSONResponse({"assets": self.engine.list_assets(media_type), "code": 200})
 
     async def upload_asset(self, request: Request) -> Response:

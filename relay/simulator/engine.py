@@ -24,8 +24,7 @@ SUCCEEDED, FAILED = "SUCCEEDED", "FAILED"
 TERMINAL = frozenset({SUCCEEDED, FAILED})
 
 RUNWAY_429 = (
-    "You have too many tasks running or pending. "
-    "Please wait for some of them to finish before starting more."
+    "You have too many tasks running or pending. Please wait for some of them to finish before starting more."
 )
 NO_CREDITS = "You do not have enough credits to run this task."
 MODERATION_ERROR: dict[str, Any] = {
@@ -220,9 +219,7 @@ def _as_bool(value: Any) -> bool:
 class Engine:
     """Accounts, assets and tasks of the simulated upstream, with the rules that move them."""
 
-    def __init__(
-        self, accounts: dict[str, int], *, rng: random.Random, runway_429_rate: float = 0.0
-    ) -> None:
+    def __init__(self, accounts: dict[str, int], *, rng: random.Random, runway_429_rate: float = 0.0) -> None:
         if not accounts:
             raise ValueError("the simulator needs at least one account")
         self.accounts: dict[str, int] = {email: int(n) for email, n in accounts.items()}
@@ -447,9 +444,7 @@ class Engine:
         secrets = {"password": "sim-secret-password", "jwt": {"token": "sim-jwt"}}
         return {e: {"email": e, "maxJobs": n, **secrets} for e, n in self.accounts.items()}
 
-    def add_asset(
-        self, name: str, media_type: str, size: int, email: str | None = None
-    ) -> dict[str, Any]:
+    def add_asset(self, name: str, media_type: str, size: int, email: str | None = None) -> dict[str, Any]:
         """Register an uploaded asset on ``email`` or the account holding the fewest assets."""
         if email is not None and email not in self.accounts:
             raise bad_request(f"Runway account {email} not found")

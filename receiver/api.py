@@ -1,0 +1,166 @@
+"""The JSON API under ``/api`` plus ``/healthz`` and ``/metrics`` (contract §5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from .. import rules
+from ..errors import BadRequest, ValidationError
+from ..service import Relay
+from ..states import TERMINAL, Status
+from .bodies import read_json
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+
+
+def _relay(request: Request) -> Relay:
+    return request.app.state.relay
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return 50
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise ValidationError("limit must be a whole number from 1 to 500", "limit")
+    return int(raw)
+
+
+async def create_job(request: Request) -> JSONResponse:
+    """``POST /api/jobs``: validate, store ``queued``, answer 201 with the job."""
+    job = await _relay(request).submit(await read_json(request))
+    return JSONResponse(job, status_code=201)
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    """``GET /api/jobs?status=&model=&limit=&cursor=``: newest first."""
+    query = request.query_params
+    status = query.get("status")
+    if status and status not in {s.value for s in Status}:
+        raise ValidationError(
+            f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}", "status"
+        )
+    jobs, cursor = await _relay(request).store.list_jobs(
+        status=status, model=query.get("model"), limit=_limit(query.get("limit")), cursor=query.get("cursor")
+    )
+    return JSONResponse({"jobs": jobs, "next_cursor": cursor})
+
+
+async def get_job(request: Request) -> JSONResponse:
+    """``GET /api/jobs/{id}``: the job with its events, transitions and handler runs."""
+    job = await _relay(request).store.get_job(request.path_params["id"], events=True)
+    return JSONResponse(job)
+
+
+async def cancel_job(request: Request) -> JSONResponse:
+    """``POST /api/jobs/{id}/cancel``."""
+    return JSONResponse(await _relay(request).cancel(request.path_params["id"]))
+
+
+async def replay_job(request: Request) -> JSONResponse:
+    """``POST /api/jobs/{id}/replay[?handler=name]``."""
+    relay = _relay(request)
+    runs = await relay.replay(request.path_params["id"], request.query_params.get("handler"))
+    return JSONResponse(
+        {"replayed": [{"id": r["id"], "name": r["handler"], "signal": r["signal"]} for r in runs]},
+        status_code=202,
+    )
+
+
+async def upload_asset(request: Request) -> JSONResponse:
+    """``POST /api/assets`` (multipart ``file``): uploaded upstream; answers ``{"assetId"}``."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise BadRequest("send the file as multipart/form-data in a field named 'file'")
+    async with request.form(max_files=1, max_part_size=MAX_UPLOAD_BYTES) as form:
+        upload = form.get("file")
+        email = form.get("email")
+        if upload is None or isinstance(upload, str):
+            raise ValidationError("a file is required in the form field 'file'", "file")
+        content = await upload.read()
+        name = upload.filename or "upload"
+        media = upload.content_type or "application/octet-stream"
+    if not media.startswith(("image/", "video/")):
+        raise ValidationError(f"only images and videos can be assets, not {media}", "file")
+    answer = await _relay(request).upload_asset(
+        name, content, media, email if isinstance(email, str) else None
+    )
+    return JSONResponse(answer, status_code=201)
+
+
+async def models(request: Request) -> JSONResponse:
+    """``GET /api/models``: the model rules, for forms and scripts."""
+    return JSONResponse({"models": rules.rules_table()})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """``GET /healthz``."""
+    return JSONResponse(await _relay(request).health())
+
+
+def _sse(data: dict[str, Any], event: str = "job") -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+async def _stream(request: Request, job_id: str | None) -> AsyncIterator[str]:
+    relay = _relay(request)
+    async with relay.live.listen() as queue:
+        if job_id is not None:
+            job = await relay.store.get_job(job_id)
+            yield _sse(job)
+            if job["status"] in TERMINAL:
+                return
+        while True:
+            try:
+                job = await asyncio.wait_for(queue.get(), timeout=15)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if job_id is None or job["id"] == job_id:
+                yield _sse(job)
+                if job_id is not None and job["status"] in TERMINAL:
+                    return
+
+
+async def job_events(request: Request) -> Response:
+    """``GET /api/jobs/{id}/events``: Server-Sent Events until the job ends."""
+    await _relay(request).store.get_job(request.path_params["id"])  # 404 before streaming
+    return StreamingResponse(
+        _stream(request, request.path_params["id"]),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def all_events(request: Request) -> Response:
+    """``GET /api/events``: Server-Sent Events for every job."""
+    return StreamingResponse(
+        _stream(request, None), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def _series(name: str, help_text: str, label: str, values: dict[str, int]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    lines += [f'{name}{{{label}="{key}"}} {value}' for key, value in sorted(values.items())]
+    return lines
+
+
+async def metrics(request: Request) -> PlainTextResponse:
+    """``GET /metrics``: Prometheus text format, series named ``relay_*``."""
+    stats = await _relay(request).store.stats()
+    jobs = {s.value: stats["jobs"].get(s.value, 0) for s in Status}
+    lines = [
+        *_series("relay_jobs", "Jobs by status.", "status", jobs),
+        *_series("relay_callbacks_total", "Callbacks received by outcome.", "outcome", stats["callbacks"]),
+        *_series("relay_upstream_calls_total", "Upstream exchanges by answer.", "answer", stats["upstream"]),
+        *_series("relay_handler_runs", "Handler runs by outcome.", "outcome", stats["handler_runs"]),
+        "# HELP relay_queue_depth Jobs waiting for a slot.",
+        "# TYPE relay_queue_depth gauge",
+        f"relay_queue_depth {jobs['queued']}",
+    ]
+    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,5 @@
+"""``python -m runway_relay``."""
+
+from .cli import main
+
+main()

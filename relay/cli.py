@@ -1,0 +1,302 @@
+"""``runway-relay``: run the service or the simulator, and drive a running relay (contract §6)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import rules
+from .client import EXIT_FAILED, EXIT_USAGE, Client, fail
+from .settings import SettingsError, load_settings
+
+SERVER = click.option(
+    "--server",
+    envvar="RELAY_SERVER",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The running relay (RELAY_SERVER).",
+)
+API_KEY = click.option(
+    "--api-key",
+    envvar="RELAY_API_KEY",
+    default=None,
+    show_envvar=True,
+    help="Bearer key when the relay has RELAY_API_KEY set.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="runway-relay")
+def main() -> None:
+    """Submit Runway video jobs through useapi.net and relay their progress to handlers."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Run the relay (with the built-in simulator when USEAPI_TOKEN is unset)."""
+    import uvicorn
+
+    from . import logs
+    from .receiver.app import create_app
+
+    try:
+        settings = load_settings().with_overrides(host=host, port=port)
+    except SettingsError as exc:
+        fail(f"configuration error: {exc}", EXIT_USAGE)
+    if not settings.is_loopback and not settings.api_key:
+        fail(
+            f"refusing to listen on {host}: anyone could use this relay. Set RELAY_API_KEY, "
+            "or use --host 127.0.0.1.",
+            EXIT_USAGE,
+        )
+    logs.setup(settings.log_level)
+    if settings.simulated:
+        click.echo(
+            "USEAPI_TOKEN is not set: using the built-in simulator of useapi.net "
+            f"(jobs finish in ~{settings.sim_step_seconds * 6:.0f} s).",
+            err=True,
+        )
+    try:
+        app = create_app(settings)
+    except ValueError as exc:
+        fail(f"configuration error: {exc}", EXIT_USAGE)
+    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8100, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--step-seconds", default=1.0, show_default=True, type=click.FloatRange(0.001))
+@click.option("--accounts", default="", help="email:maxJobs,... (default one account, 2 jobs)")
+@click.option(
+    "--token", envvar="SIMULATOR_TOKEN", default=None, help="Require this bearer token, like useapi.net does."
+)
+def simulate(host: str, port: int, step_seconds: float, accounts: str, token: str | None) -> None:
+    """Run the useapi.net simulator alone, as an upstream for other processes."""
+    import uvicorn
+
+    from . import logs
+    from .settings import _accounts
+    from .simulator import create_app as create_sim
+
+    try:
+        parsed = dict(_accounts(accounts)) or None
+    except SettingsError as exc:
+        fail(str(exc), EXIT_USAGE)
+    logs.setup()
+    app = create_sim(
+        accounts=parsed, step_seconds=step_seconds, token=token, base_url=f"http://{host}:{port}"
+    )
+    uvicorn.run(app, host=host, port=port, log_config=None)
+
+
+def _body(options: dict[str, Any], extra: tuple[str, ...]) -> dict[str, Any]:
+    names = {
+        "prompt": "text_prompt",
+        "duration": "duration",
+        "aspect_ratio": "aspect_ratio",
+        "resolution": "resolution",
+        "seed": "seed",
+        "audio": "audio",
+        "image": "imageAssetId1",
+        "end_image": "imageAssetId2",
+        "video": "videoAssetId",
+        "explore": "exploreMode",
+        "email": "email",
+    }
+    body = {names[k]: v for k, v in options.items() if k in names and v is not None}
+    for item in extra:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--param takes key=value, got {item!r}", EXIT_USAGE)
+        try:
+            body[key] = json.loads(value)
+        except ValueError:
+            body[key] = value
+    return body
+
+
+def _print_job(job: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(job, indent=2))
+        return
+    click.echo(
+        f"{job['id']}  {job['status']}  {job['model']}  {job['progress'] * 100:.0f}%  "
+        f"attempt {job['attempt']}"
+    )
+    if job.get("error"):
+        click.echo(f"  error: {job['error']}")
+    for artifact in job.get("artifacts", []):
+        click.echo(
+            f"  artifact: {artifact.get('path') or artifact['url']}"
+            + (f"  sha256={artifact['sha256']}" if artifact.get("sha256") else "")
+        )
+    for run in job.get("handlers", []):
+        click.echo(
+            f"  handler {run['name']}: {run['status']} ({run['attempts']} attempt(s))"
+            + (f" — {run['last_error']}" if run.get("last_error") else "")
+        )
+
+
+@main.command()
+@SERVER
+@API_KEY
+@click.option("--model", "-m", required=True, help="e.g. gen4.5 (see `runway-relay models`)")
+@click.option("--prompt", "-p")
+@click.option("--duration", "-d", type=int)
+@click.option("--aspect-ratio")
+@click.option("--resolution")
+@click.option("--seed", type=int)
+@click.option("--audio/--no-audio", default=None)
+@click.option("--image", help="imageAssetId1 (start frame)")
+@click.option("--end-image", help="imageAssetId2 (end frame)")
+@click.option("--video", help="videoAssetId")
+@click.option("--explore/--no-explore", default=None)
+@click.option("--email", help="run on this Runway account")
+@click.option("--param", "extra", multiple=True, help="any other field as key=value")
+@click.option("--handler", "handlers", multiple=True, help="only these handlers for this job")
+@click.option("--wait", is_flag=True, help="wait until the job ends, showing progress")
+@click.option("--json", "as_json", is_flag=True, help="print the job JSON")
+def submit(
+    server: str,
+    api_key: str | None,
+    model: str,
+    extra: tuple[str, ...],
+    handlers: tuple[str, ...],
+    wait: bool,
+    as_json: bool,
+    **options: Any,
+) -> None:
+    """Submit one job. With --wait, exit 0 if it succeeded and 1 if not."""
+    body = {"model": model, **_body(options, extra)}
+    if handlers:
+        body["handlers"] = list(handlers)
+    client = Client(server, api_key)
+    job = client.call("POST", "/api/jobs", json=body)
+    if not as_json:
+        click.echo(f"queued {job['id']}", err=True)
+    if wait:
+        job = client.wait(job["id"])
+    _print_job(job, as_json)
+    if wait and job["status"] != "succeeded":
+        sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@SERVER
+@API_KEY
+@click.argument("file", type=click.File("r"))
+@click.option("--wait", is_flag=True, help="wait for every job to end")
+def batch(server: str, api_key: str | None, file: Any, wait: bool) -> None:
+    """Submit one job per line of a JSONL file (each line: the videos/create fields)."""
+    client = Client(server, api_key)
+    bodies = []
+    for number, line in enumerate(file, 1):
+        if not line.strip():
+            continue
+        try:
+            body = json.loads(line)
+        except ValueError:
+            fail(f"line {number}: not valid JSON", EXIT_USAGE)
+        if not isinstance(body, dict):
+            fail(f"line {number}: each line must be a JSON object", EXIT_USAGE)
+        bodies.append(body)
+    ids = [client.call("POST", "/api/jobs", json=body)["id"] for body in bodies]
+    for job_id in ids:
+        click.echo(job_id)
+    if wait:
+        failed = [j for j in ids if client.wait(j)["status"] != "succeeded"]
+        if failed:
+            fail(f"{len(failed)} of {len(ids)} job(s) did not succeed", EXIT_FAILED)
+
+
+@main.command()
+@SERVER
+@API_KEY
+@click.option("--status")
+@click.option("--model")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option("--json", "as_json", is_flag=True)
+def jobs(
+    server: str, api_key: str | None, status: str | None, model: str | None, limit: int, as_json: bool
+) -> None:
+    """List jobs, newest first."""
+    params = {k: v for k, v in {"status": status, "model": model, "limit": limit}.items() if v}
+    answer = Client(server, api_key).call("GET", "/api/jobs", params=params)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    for job in answer["jobs"]:
+        click.echo(
+            f"{job['id']}  {job['status']:<10} {job['model']:<18} "
+            f"{job['progress'] * 100:4.0f}%  {job['created_at']}"
+        )
+
+
+@main.command()
+@SERVER
+@API_KEY
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def show(server: str, api_key: str | None, job_id: str, as_json: bool) -> None:
+    """Show one job with its artifacts and handler runs."""
+    _print_job(Client(server, api_key).call("GET", f"/api/jobs/{job_id}"), as_json)
+
+
+@main.command()
+@SERVER
+@API_KEY
+@click.argument("job_id")
+def cancel(server: str, api_key: str | None, job_id: str) -> None:
+    """Cancel a job and free its slot upstream."""
+    _print_job(Client(server, api_key).call("POST", f"/api/jobs/{job_id}/cancel"), False)
+
+
+@main.command()
+@SERVER
+@API_KEY
+@click.argument("job_id")
+@click.option("--handler", help="only this handler")
+def replay(server: str, api_key: str | None, job_id: str, handler: str | None) -> None:
+    """Run the handlers of the job's last transition again."""
+    params = {"handler": handler} if handler else {}
+    answer = Client(server, api_key).call("POST", f"/api/jobs/{job_id}/replay", params=params)
+    for run in answer["replayed"]:
+        click.echo(f"replaying {run['name']} ({run['signal']})")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def models(as_json: bool) -> None:
+    """The model rules as a table (no server needed)."""
+    click.echo(json.dumps(rules.rules_table(), indent=2) if as_json else rules.format_table())
+
+
+@main.command()
+@SERVER
+@API_KEY
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--email", help="upload to this Runway account")
+def upload(server: str, api_key: str | None, file: Path, email: str | None) -> None:
+    """Upload an image or video as an asset; prints its assetId."""
+    import mimetypes
+
+    media = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+    with file.open("rb") as handle:
+        answer = Client(server, api_key).call(
+            "POST",
+            "/api/assets",
+            files={"file": (file.name, handle, media)},
+            data={"email": email} if email else None,
+        )
+    click.echo(answer["assetId"])
+
+
+if __name__ == "__main__":
+    main()

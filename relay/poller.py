@@ -1,0 +1,67 @@
+"""The fallback when callbacks stop: ``GET tasks/{taskId}`` for jobs silent too long.
+
+A poll answer goes through exactly the same state machine as a callback. Failures back off
+exponentially per job. With no public URL the upstream can reach, polling alone drives jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from .errors import UpstreamError
+from .storage import IngestResult, SQLiteStore
+from .taskparse import TaskParseError, parse_task
+from .upstream import Upstream
+
+log = logging.getLogger("runway_relay.poller")
+
+
+class Poller:
+    """Polls silent active jobs every few seconds."""
+
+    def __init__(
+        self,
+        store: SQLiteStore,
+        upstream: Upstream,
+        poll_after: float,
+        on_result: Callable[[IngestResult], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.upstream = upstream
+        self.poll_after = poll_after
+        self.on_result = on_result
+
+    async def run(self) -> None:
+        """Poll forever; the first pass reconciles every active job left from before a restart."""
+        first = True
+        while True:
+            now = time.time()
+            jobs = await (
+                self.store.active_jobs() if first else self.store.jobs_to_poll(now, self.poll_after)
+            )
+            first = False
+            for job in jobs:
+                if job["task_id"]:
+                    await self.poll(
+                        job["id"], int(job["attempt"]), job["task_id"], int(job["poll_tries"] or 0)
+                    )
+            await asyncio.sleep(min(5.0, max(0.05, self.poll_after / 4)))
+
+    async def poll(self, job_id: str, attempt: int, task_id: str, tries: int = 0) -> None:
+        """Ask for one task and apply the answer."""
+        try:
+            body = await self.upstream.get_task(task_id)
+            update = parse_task(body)
+        except (UpstreamError, TaskParseError) as exc:
+            wait = min(3600.0, self.poll_after * 2 ** min(tries, 6))
+            await self.store.record_poll_error(job_id, time.time() + wait, str(exc))
+            log.warning("poll failed job=%s: %s; next in %.0fs", job_id, exc, wait)
+            return
+        result = await self.store.ingest_poll(job_id, attempt, update, json.dumps(body)[:65536])
+        if result.outcome == "applied":
+            log.info("poll applied job=%s status=%s", job_id, update.status)
+        await self.on_result(result)

@@ -1,0 +1,155 @@
+"""The useapi.net client: one shared ``httpx.AsyncClient``, explicit timeouts, no secrets in logs.
+
+:func:`classify_create` is pure: it turns a create answer into what the scheduler should do.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+from .errors import UpstreamError
+from .taskparse import account_of
+
+PREFIX = "/v1/runwayml"
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+_NO_CREDITS = "not have enough credits"
+
+
+class CreateKind(StrEnum):
+    """What a create answer means for the job."""
+
+    ACCEPTED = "accepted"  # 200 with a task
+    BUSY = "busy"  # 429: useapi.net's queue for the account is full
+    THROTTLED = "throttled"  # 429: Runway itself refused (too many tasks)
+    REJECTED = "rejected"  # 400 / 401 / 402 / out of credits: do not retry
+    TRANSIENT = "transient"  # 5xx, network error, timeout: retry, but check it was not accepted
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    """A classified create answer."""
+
+    kind: CreateKind
+    status: int | None
+    message: str
+    body: Any = None
+    task: dict[str, Any] | None = None
+
+    @property
+    def account(self) -> str | None:
+        """The account named in the task id (accepted) or the busy account (429)."""
+        if self.task:
+            return account_of(self.task.get("taskId"))
+        if isinstance(self.body, dict) and isinstance(self.body.get("runningTasks"), dict):
+            return next(iter(self.body["runningTasks"]), None)
+        return None
+
+
+def _message(body: Any, default: str) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return body["error"][:1000]
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:1000]
+    return default
+
+
+def classify_create(status: int, body: Any) -> CreateResult:
+    """Map an HTTP answer of ``POST videos/create`` to a :class:`CreateResult`."""
+    message = _message(body, f"HTTP {status}")
+    if 200 <= status < 300:
+        task = body.get("task") if isinstance(body, dict) else None
+        task = task if isinstance(task, dict) else body if isinstance(body, dict) else None
+        if task and isinstance(task.get("taskId"), str):
+            return CreateResult(CreateKind.ACCEPTED, status, "accepted", body, task)
+        return CreateResult(CreateKind.TRANSIENT, status, "accepted without a taskId", body)
+    if status == 429:
+        busy = isinstance(body, dict) and "runningTasks" in body
+        return CreateResult(CreateKind.BUSY if busy else CreateKind.THROTTLED, status, message, body)
+    if status in (400, 401, 402, 403) or _NO_CREDITS in message.lower():
+        return CreateResult(CreateKind.REJECTED, status, message, body)
+    return CreateResult(CreateKind.TRANSIENT, status, message, body)
+
+
+def _decode(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text[:2000]
+
+
+class Upstream:
+    """Calls under ``{root}/v1/runwayml/`` with the bearer token."""
+
+    def __init__(self, client: httpx.AsyncClient, root: str, token: str | None) -> None:
+        self._client = client
+        self._root = root.rstrip("/") + PREFIX
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def _url(self, path: str) -> str:
+        return f"{self._root}/{path}"
+
+    async def _request(
+        self, method: str, path: str, headers_extra: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        headers = {**self._headers, **(headers_extra or {})}
+        try:
+            return await self._client.request(
+                method, self._url(path), headers=headers, timeout=TIMEOUT, **kwargs
+            )
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{method} {path.split('/')[0]}: {type(exc).__name__}") from exc
+
+    async def create(self, body: dict[str, Any]) -> CreateResult:
+        """``POST videos/create``; network errors become a ``TRANSIENT`` result, never an exception."""
+        try:
+            response = await self._request("POST", "videos/create", json=body)
+        except UpstreamError as exc:
+            return CreateResult(CreateKind.TRANSIENT, None, exc.message)
+        return classify_create(response.status_code, _decode(response))
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._request(method, path, **kwargs)
+        body = _decode(response)
+        if response.status_code >= 400:
+            raise UpstreamError(_message(body, f"HTTP {response.status_code}"), response.status_code, body)
+        return body
+
+    async def get_task(self, task_id: str) -> Any:
+        """``GET tasks/{taskId}``: the task Model."""
+        return await self._json("GET", f"tasks/{task_id}")
+
+    async def scheduler(self) -> list[dict[str, Any]]:
+        """``GET scheduler/``: what useapi.net runs for us now."""
+        body = await self._json("GET", "scheduler/")
+        return [t for t in body if isinstance(t, dict)] if isinstance(body, list) else []
+
+    async def cancel(self, task_id: str) -> Any:
+        """``DELETE scheduler/{taskId}``: stop tracking the task and free its slot."""
+        return await self._json("DELETE", f"scheduler/{task_id}")
+
+    async def accounts(self) -> dict[str, int]:
+        """``GET accounts/``: email → maxJobs. The password and session token are dropped here."""
+        body = await self._json("GET", "accounts/")
+        found: dict[str, int] = {}
+        if isinstance(body, dict):
+            for email, info in body.items():
+                max_jobs = info.get("maxJobs") if isinstance(info, dict) else None
+                try:
+                    found[str(email)] = max(1, min(10, int(max_jobs)))  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    found[str(email)] = 2
+        return found
+
+    async def upload_asset(
+        self, name: str, content: bytes, content_type: str, email: str | None = None
+    ) -> Any:
+        """``POST assets/?name=``: the raw file as the body; the answer carries its ``assetId``."""
+        params = {"name": name, **({"email": email} if email else {})}
+        return await self._json(
+            "POST", "assets/", params=params, content=content, headers_extra={"Content-Type": content_type}
+        )

@@ -1,0 +1,130 @@
+"""Fixtures that start the real relay (``runway-relay serve``) as a subprocess on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RelayProcess:
+    """A running ``runway-relay serve`` and what it was started with."""
+
+    tmp: Path
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db(self) -> Path:
+        return Path(self.env["RELAY_DB"])
+
+    @property
+    def downloads(self) -> Path:
+        return Path(self.env["RELAY_DOWNLOAD_DIR"])
+
+    def start(self, timeout: float = 20.0) -> RelayProcess:
+        log = (self.tmp / "relay.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runway_relay", "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.tmp,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"relay exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"relay did not start:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        path = self.tmp / "relay.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.url}{path}", timeout=10, **kwargs)
+
+    def wait_for(self, job_id: str, predicate: Any, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll the job until ``predicate(job)`` holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.api("GET", f"/api/jobs/{job_id}").json()
+            if predicate(job):
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; last state: {job}\n{self.log()[-3000:]}")
+            time.sleep(0.05)
+
+
+def relay_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """A clean environment for a relay in ``tmp`` with the simulator sped up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "USEAPI_"))}
+    env.update(
+        {
+            "RELAY_DB": str(tmp / "relay.db"),
+            "RELAY_DOWNLOAD_DIR": str(tmp / "downloads"),
+            "RELAY_SIM_STEP_SECONDS": "0.05",
+            "RELAY_POLL_AFTER": "30",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def relay_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start relays with extra environment; all are stopped at the end of the test."""
+    started: list[RelayProcess] = []
+
+    def make(**extra: str) -> RelayProcess:
+        relay = RelayProcess(tmp_path, relay_env(tmp_path, **extra))
+        started.append(relay)
+        return relay.start()
+
+    yield make
+    for relay in started:
+        relay.stop()
+
+
+@pytest.fixture
+def relay(relay_factory: Any) -> RelayProcess:
+    """A relay on its embedded defaults: built-in simulator, SQLite file in a temp dir."""
+    return relay_factory()

@@ -1,0 +1,128 @@
+"""Callbacks sent by hand, as a user would with curl: duplicates, out of order, forged, malformed.
+
+The upstream is a simulator in this process (so the test can read the replyUrl the relay sent) whose
+tasks never advance on their own; the test plays useapi.net's part.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse
+from starlette.routing import Route
+
+from runway_relay.simulator import SAMPLE_MP4, Simulator
+
+from conftest import RelayProcess
+from servers import serve_in_thread
+
+
+@pytest.fixture
+def upstream() -> Iterator[tuple[Simulator, str]]:
+    sim = Simulator(token="sim-token", step_seconds=3600)
+    with serve_in_thread(sim.app) as url:
+        yield sim, url
+
+
+@pytest.fixture
+def manual(relay_factory: Any, upstream: tuple[Simulator, str]) -> tuple[RelayProcess, Any]:
+    sim, url = upstream
+    relay = relay_factory(USEAPI_TOKEN="sim-token", USEAPI_BASE_URL=url, RELAY_DOWNLOAD_ALLOW_PRIVATE="1")
+    return relay, sim
+
+
+def submitted_job(relay: RelayProcess, sim: Simulator) -> tuple[dict[str, Any], str, str]:
+    job = relay.api("POST", "/api/jobs", json={"model": "gen4.5", "text_prompt": "x"}).json()
+    # The simulator posts PENDING right away and nothing more (its steps are an hour long).
+    job = relay.wait_for(job["id"], lambda j: j["status"] == "pending")
+    create = next(c for c in sim.creates if c["replyRef"].startswith(job["id"]))
+    return job, create["replyUrl"], create["replyRef"]
+
+
+def events(relay: RelayProcess) -> int:
+    with sqlite3.connect(relay.db) as conn:
+        return conn.execute("select count(*) from events").fetchone()[0]
+
+
+@pytest.fixture
+def cdn() -> Iterator[tuple[str, list[str]]]:
+    """A file server standing in for Runway's CDN; records every GET."""
+    gets: list[str] = []
+
+    async def video(request: Request) -> FileResponse:
+        gets.append(request.url.path)
+        return FileResponse(SAMPLE_MP4, media_type="video/mp4")
+
+    with serve_in_thread(Starlette(routes=[Route("/v/{name}", video)])) as url:
+        yield url, gets
+
+
+def test_duplicates_and_out_of_order_never_regress_or_download_twice(
+    manual: Any, cdn: tuple[str, list[str]]
+) -> None:
+    relay, sim = manual
+    job, reply_url, reply_ref = submitted_job(relay, sim)
+    task_id = job["task_id"]
+    artifact = f"{cdn[0]}/v/video.mp4"
+    base = {"taskId": task_id, "replyRef": reply_ref}
+    running = {**base, "status": "RUNNING", "progressRatio": "0.5"}
+    done = {
+        "task": {
+            **base,
+            "status": "SUCCEEDED",
+            "progressRatio": 1,
+            "artifacts": [{"url": artifact, "fileSize": str(sample_size(sim))}],
+        }
+    }
+    outcomes = []
+    for body in (running, running, {**base, "status": "PENDING"}, done, running, done, done):
+        answer = httpx.post(reply_url, json=body, timeout=10)
+        assert answer.status_code == 200, answer.text
+        outcomes.append(answer.json()["outcome"])
+    assert outcomes == ["applied", "duplicate", "stale", "applied", "stale", "duplicate", "duplicate"]
+    final = relay.wait_for(
+        job["id"], lambda j: any(h["name"] == "download" and h["status"] == "done" for h in j["handlers"])
+    )
+    assert final["status"] == "succeeded"
+    downloads = [h for h in final["handlers"] if h["name"] == "download"]
+    assert len(downloads) == 1 and downloads[0]["attempts"] == 1
+    assert final["artifacts"][0]["sha256"]
+    assert len(list((relay.downloads / job["id"]).iterdir())) == 1
+    assert cdn[1] == ["/v/video.mp4"]
+
+
+def sample_size(sim: Simulator) -> int:
+    return SAMPLE_MP4.stat().st_size
+
+
+def test_forged_and_malformed_callbacks_store_nothing(manual: Any) -> None:
+    relay, sim = manual
+    job, reply_url, reply_ref = submitted_job(relay, sim)
+    before = events(relay)
+    forged = reply_url.rsplit("/", 1)[0] + "/not-the-token"
+    good = {"taskId": job["task_id"], "status": "SUCCEEDED", "replyRef": reply_ref}
+    assert httpx.post(forged, json=good).status_code == 404
+    assert httpx.post(reply_url, json={**good, "replyRef": "other.1"}).status_code == 404
+    assert httpx.post(reply_url, content=b"not json").status_code == 400
+    assert httpx.post(reply_url, json=[1, 2]).status_code == 400
+    huge = b'{"status": "RUNNING", "x": "' + b"a" * (1024 * 1024) + b'"}'
+    assert httpx.post(reply_url, content=huge).status_code == 413
+    assert events(relay) == before
+    assert relay.api("GET", f"/api/jobs/{job['id']}").json()["status"] != "succeeded"
+
+
+def test_tokens_never_reach_the_log(manual: Any) -> None:
+    relay, sim = manual
+    _, reply_url, reply_ref = submitted_job(relay, sim)
+    httpx.post(reply_url, json={"status": "RUNNING", "progressRatio": 0.3, "replyRef": reply_ref})
+    token = reply_url.rsplit("/", 1)[-1]
+    relay.stop()
+    log = relay.log()
+    assert "/callbacks/***" in log or "callback" in log
+    assert token not in log and "sim-token" not in log
