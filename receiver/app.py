@@ -14,7 +14,7 @@ from ..settings import Settings, load_settings
 from . import api
 from .auth import ApiKeyMiddleware
 from .callbacks import receive_callback
-from .dashboard import artifact_file, dashboard
+from .dashboard import artifact_file, dashboard, login
 from .errors import EXCEPTION_HANDLERS
 
 
@@ -34,6 +34,7 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
         Route("/files/{job}/{name}", artifact_file, methods=["GET"]),
+        Route("/login", login, methods=["GET", "POST"]),
     ]
     if relay.settings.simulated:
         routes.append(Mount("", app=relay.simulator_app()))

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _PROTECTED = ("/api/", "/metrics", "/files/")
+SESSION_COOKIE = "relay_session"
+
+
+def session_value(api_key: str) -> str:
+    """The dashboard cookie: derived from the key, so the key itself never sits in a cookie."""
+    return hmac.new(api_key.encode(), b"runway-relay dashboard session", hashlib.sha256).hexdigest()
 
 
 class ApiKeyMiddleware:
@@ -26,6 +33,10 @@ class ApiKeyMiddleware:
         cookie = headers.get(b"cookie", b"").decode("latin-1")
         if self._ok(given.removeprefix("Bearer ").strip()) or self._cookie_ok(cookie):
             await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/":
+            await send({"type": "http.response.start", "status": 303, "headers": [(b"location", b"/login")]})
+            await send({"type": "http.response.body", "body": b""})
             return
         body = json.dumps(
             {"error": "missing or wrong API key: send 'Authorization: Bearer <RELAY_API_KEY>'"}
@@ -47,8 +58,10 @@ class ApiKeyMiddleware:
         return bool(key) and hmac.compare_digest(key.encode(), self.api_key.encode())
 
     def _cookie_ok(self, cookie: str) -> bool:
+        assert self.api_key is not None
+        expected = session_value(self.api_key).encode()
         for part in cookie.split(";"):
             name, _, value = part.strip().partition("=")
-            if name == "relay_key" and self._ok(value):
+            if name == SESSION_COOKIE and hmac.compare_digest(value.encode(), expected):
                 return True
         return False

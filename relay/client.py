@@ -10,6 +10,9 @@ import click
 import httpx
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+TERMINAL = ("succeeded", "failed", "cancelled", "rejected")
+# How long --wait keeps waiting, after the job ended, for its handlers (the download) to finish.
+HANDLER_GRACE = 120.0
 
 
 class Client:
@@ -51,27 +54,31 @@ class Client:
         return body
 
     def wait(self, job_id: str, interval: float = 0.5) -> dict[str, Any]:
-        """Poll until the job ends, showing progress: a bar on a terminal, lines otherwise."""
+        """Poll until the job ends and its handlers (the download) settle, showing progress.
+
+        A bar on a terminal, plain lines otherwise. Handlers get ``HANDLER_GRACE`` seconds after the
+        job's end; a handler still retrying after that is shown as it is.
+        """
         tty = sys.stderr.isatty()
         last = None
+        ended_at: float | None = None
         while True:
             job = self.call("GET", f"/api/jobs/{job_id}")
             shown = (job["status"], round(job["progress"] or 0, 2))
             if tty:
-                filled = int((job["progress"] or 0) * 30)
-                click.echo(
-                    f"\r[{'#' * filled}{' ' * (30 - filled)}] "
-                    f"{job['progress'] * 100:5.1f}% {job['status']:<10}",
-                    nl=False,
-                    err=True,
-                )
+                bar = "#" * int((job["progress"] or 0) * 30)
+                percent = job["progress"] * 100
+                click.echo(f"\r[{bar:<30}] {percent:5.1f}% {job['status']:<10}", nl=False, err=True)
             elif shown != last:
                 click.echo(f"{job_id} {job['status']} {job['progress'] * 100:.0f}%", err=True)
             last = shown
-            if job["status"] in ("succeeded", "failed", "cancelled", "rejected"):
-                if tty:
-                    click.echo("", err=True)
-                return job
+            if job["status"] in TERMINAL:
+                ended_at = ended_at or time.monotonic()
+                busy = [h for h in job["handlers"] if h["status"] in ("pending", "running")]
+                if not busy or time.monotonic() - ended_at > HANDLER_GRACE:
+                    if tty:
+                        click.echo("", err=True)
+                    return job
             time.sleep(interval)
 
 
