@@ -48,26 +48,25 @@ class Relay:
                 step_seconds=settings.sim_step_seconds,
                 base_url=settings.own_url,
             )
-        self.http: httpx.AsyncClient | None = None
-        self.handlers: dict[str, Any] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-
-    # -- life cycle ---------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Open the database, build handlers and start the background loops."""
-        settings = self.settings
-        await self.store.open()
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), limits=limits)
         self.upstream = Upstream(self.http, settings.upstream_root, settings.useapi_token)
+        # Built here, not at start, so a configuration mistake stops `serve` with a clear message.
         ctx = HandlerContext(settings, self.store, self.http, dashboard_url=settings.callback_root + "/")
-        self.handlers = build_handlers(ctx)
+        self.handlers: dict[str, Any] = build_handlers(ctx)
         self.dispatcher = Dispatcher(self.store, self.handlers)
         self.scheduler = Scheduler(
             self.store, self.upstream, settings.callback_root, self.after_commit, dict(settings.accounts)
         )
         self.poller = Poller(self.store, self.upstream, settings.poll_after, self.publish)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the database and start the background loops."""
+        settings = self.settings
+        await self.store.open()
         for name in Signal:
             signals.signal_for(name).connect(self.dispatcher.wake, weak=False)
         for loop in (self.dispatcher.run(), self.scheduler.run(), self.poller.run()):
@@ -100,8 +99,7 @@ class Relay:
         await self.dispatcher.drain(5)
         if self.simulator is not None:
             await self.simulator.aclose()
-        if self.http is not None:
-            await self.http.aclose()
+        await self.http.aclose()
         await self.store.close()
 
     def simulator_app(self) -> Any:
@@ -121,11 +119,10 @@ class Relay:
 
     async def after_commit(self, job_id: str) -> None:
         """Publish a job's new state and fire the signal of its last transition."""
-        job = await self.store.get_job(job_id, events=True)
-        last = job["transitions"][-1] if job["transitions"] else None
-        await self._announce(
-            job, Signal(last["signal"]) if last and last["signal"] else None, last["id"] if last else None
-        )
+        job = await self.store.get_job(job_id)
+        last = await self.store.last_transition(job_id)
+        signal = Signal(last["signal"]) if last and last["signal"] else None
+        await self._announce(job, signal, last["id"] if last else None)
 
     async def publish(self, result: IngestResult) -> None:
         """After a callback or poll: tell listeners, fire the signal, free the slot if it ended."""
@@ -135,8 +132,6 @@ class Relay:
         await self._announce(job, result.signal, result.transition_id)
 
     async def _announce(self, job: dict[str, Any], signal: Signal | None, transition_id: int | None) -> None:
-        job.pop("events", None)
-        job.pop("transitions", None)
         self.live.publish(job)
         if signal is not None:
             signals.send(self, signal, job, transition_id)

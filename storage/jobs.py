@@ -81,6 +81,17 @@ class JobsMixin(StoreBase):
         return self._job_row(job_id)
 
     @_on_writer
+    def last_transition(self, job_id: str) -> dict[str, Any] | None:
+        """The job's most recent transition (id, to_status, signal), or ``None``."""
+        rows = list(
+            self.db.query(
+                "select id, to_status, signal from transitions where job_id = ? order by id desc limit 1",
+                [job_id],
+            )
+        )
+        return rows[0] if rows else None
+
+    @_on_writer
     def list_jobs(
         self, status: str | None = None, model: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:

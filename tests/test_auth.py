@@ -36,3 +36,17 @@ def test_serve_refuses_a_public_host_without_a_key(tmp_path) -> None:
     )
     assert result.returncode == 2
     assert "RELAY_API_KEY" in result.stderr
+
+
+def test_bad_configuration_is_a_clear_exit_2(tmp_path) -> None:
+    for extra in ({"RELAY_HANDLERS": "download,nonesuch"}, {"RELAY_POLL_AFTER": "soon"}):
+        env = {**relay_env(tmp_path), **extra}
+        result = subprocess.run(
+            [sys.executable, "-m", "runway_relay", "serve", "--port", str(free_port())],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "configuration error" in result.stderr and "Traceback" not in result.stderr
