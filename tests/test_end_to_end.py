@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from conftest import RelayProcess, free_port
 
 DONE = ("succeeded", "failed", "cancelled", "rejected")
@@ -137,3 +139,25 @@ def test_health_metrics_and_models(relay: RelayProcess) -> None:
     assert len(models) == 12
     table = cli("models", server=relay.url)
     assert table.returncode == 0 and "kling-3.0-pro" in table.stdout
+
+
+def test_server_sent_events_follow_a_job_to_its_end(relay: RelayProcess) -> None:
+    job = relay.api(
+        "POST",
+        "/api/jobs",
+        json={
+            "model": "gen4-turbo",
+            "text_prompt": "x",
+            "imageAssetId1": "user:1-runwayml:sim-1@example.com-asset:00000000-0000-4000-8000-000000000002",
+        },
+    ).json()
+    seen: list[tuple[str, float]] = []
+    with httpx.stream("GET", f"{relay.url}/api/jobs/{job['id']}/events", timeout=30) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                data = json.loads(line[6:])
+                seen.append((data["status"], data["progress"]))
+    assert seen[-1] == ("succeeded", 1.0)
+    assert [p for _, p in seen] == sorted(p for _, p in seen)
+    assert len(seen) >= 3
