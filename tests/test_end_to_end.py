@@ -12,6 +12,12 @@ import httpx
 
 from conftest import RelayProcess, free_port
 
+# A fast model (gen4-turbo needs a start image; the simulator accepts any well-formed asset id).
+TURBO_JOB = {
+    "model": "gen4-turbo",
+    "text_prompt": "x",
+    "imageAssetId1": "user:1-runwayml:sim-1@example.com-asset:00000000-0000-4000-8000-000000000001",
+}
 DONE = ("succeeded", "failed", "cancelled", "rejected")
 
 
@@ -115,15 +121,7 @@ def test_cancel_frees_the_slot_and_is_final(relay: RelayProcess) -> None:
 def test_polling_when_callbacks_never_arrive(relay_factory) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     relay = relay_factory(RELAY_PUBLIC_URL=dead, RELAY_POLL_AFTER="0.2")
-    job = relay.api(
-        "POST",
-        "/api/jobs",
-        json={
-            "model": "gen4-turbo",
-            "text_prompt": "x",
-            "imageAssetId1": "user:1-runwayml:sim-1@example.com-asset:00000000-0000-4000-8000-000000000001",
-        },
-    ).json()
+    job = relay.api("POST", "/api/jobs", json=TURBO_JOB).json()
     assert job["status"] == "queued", job
     final = relay.wait_for(job["id"], lambda j: j["status"] in DONE, timeout=45)
     assert final["status"] == "succeeded"
@@ -142,15 +140,7 @@ def test_health_metrics_and_models(relay: RelayProcess) -> None:
 
 
 def test_server_sent_events_follow_a_job_to_its_end(relay: RelayProcess) -> None:
-    job = relay.api(
-        "POST",
-        "/api/jobs",
-        json={
-            "model": "gen4-turbo",
-            "text_prompt": "x",
-            "imageAssetId1": "user:1-runwayml:sim-1@example.com-asset:00000000-0000-4000-8000-000000000002",
-        },
-    ).json()
+    job = relay.api("POST", "/api/jobs", json=TURBO_JOB).json()
     seen: list[tuple[str, float]] = []
     with httpx.stream("GET", f"{relay.url}/api/jobs/{job['id']}/events", timeout=30) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
