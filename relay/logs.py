@@ -6,6 +6,7 @@ import logging
 import re
 
 _CALLBACK_PATH = re.compile(r"(/callbacks/)[^\s/?\"']+")
+_FORMATTER = logging.Formatter()
 _BEARER = re.compile(r"(Bearer\s+)[^\s\"']+", re.IGNORECASE)
 
 
@@ -22,6 +23,9 @@ class RedactingFilter(logging.Filter):
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            # Tracebacks quote URLs too (an httpx error names the replyUrl it failed to reach).
+            record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
         return True
 
 
