@@ -60,7 +60,10 @@ def parse_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            return None
     elif isinstance(value, str) and len(value) <= 64:
         try:
             number = float(value.strip())
