@@ -2,7 +2,9 @@
 
 Write one as a class with ``name``, ``events`` (a set of :class:`~runway_relay.states.Signal`),
 ``max_attempts`` and ``async def run(job, event)``, and register a factory taking a
-:class:`HandlerContext` under the entry-point group ``runway_relay.handlers``.
+:class:`HandlerContext` under the entry-point group ``runway_relay.handlers``. In ``run``, raise
+:class:`PermanentError` to give up, :class:`RetryAfter` to wait at least that long before the next try,
+and anything else to be retried with exponential backoff.
 """
 
 from __future__ import annotations
@@ -11,15 +13,23 @@ import logging
 from importlib.metadata import entry_points
 
 from ..settings import Settings
-from .base import Handler, HandlerContext, HandlerEvent, HandlerFactory, PermanentError
+from .base import Handler, HandlerContext, HandlerEvent, HandlerFactory, PermanentError, RetryAfter
+from .discord import DiscordHandler
 from .download import DownloadHandler
+from .exec import ExecHandler
+from .forward import ForwardHandler
 from .resubmit import ResubmitHandler
+from .slack import SlackHandler
 
 log = logging.getLogger("runway_relay.handlers")
 
 BUILTIN: dict[str, HandlerFactory] = {
     "download": DownloadHandler,
     "resubmit": ResubmitHandler,
+    "slack": SlackHandler,
+    "discord": DiscordHandler,
+    "forward": ForwardHandler,
+    "exec": ExecHandler,
 }
 
 ENTRY_POINT_GROUP = "runway_relay.handlers"
@@ -76,6 +86,7 @@ __all__ = [
     "HandlerEvent",
     "HandlerFactory",
     "PermanentError",
+    "RetryAfter",
     "available_factories",
     "build_handlers",
     "default_names",

@@ -7,8 +7,11 @@ names a callable that takes a :class:`HandlerContext` and returns a handler.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import httpx
@@ -43,6 +46,38 @@ class HandlerContext:
 
 class PermanentError(Exception):
     """Raise from ``run`` when retrying cannot help; the run ends ``dead`` at once."""
+
+
+class RetryAfter(Exception):
+    """Raise from ``run`` when the receiver asked to wait (HTTP 429 ``Retry-After``).
+
+    The dispatcher schedules the next try no sooner than ``seconds`` from now (and no sooner than
+    its own backoff); the try still counts towards ``max_attempts``.
+    """
+
+    def __init__(self, seconds: float, message: str | None = None) -> None:
+        self.seconds = max(0.0, float(seconds))
+        super().__init__(message or f"rate limited; asked to retry after {self.seconds:g} s")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date), or ``None``."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
 
 
 @runtime_checkable

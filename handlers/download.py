@@ -1,30 +1,26 @@
 """``download``: fetch each artifact of a succeeded job to ``{RELAY_DOWNLOAD_DIR}/{job id}/{name}``.
 
 Streams in chunks (bounded memory) into ``name.part``, resumes an interrupted ``.part`` with ``Range``,
-checks the size against ``Content-Length`` / ``fileSize``, fsyncs, then renames atomically and records
-the sha256 of the bytes on disk. A second run for a complete file does nothing.
+checks the size against ``Content-Length`` / ``fileSize`` and ``RELAY_DOWNLOAD_MAX_BYTES``, fsyncs,
+then renames atomically and records the sha256 of the bytes on disk (see :mod:`.fetch`). A second run
+for a complete file does nothing. File names are chosen by the relay: the URL's last path segment only
+when it is a plain, harmless name, so nothing from the URL can reach outside the job's folder.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
-
-import httpx
+from urllib.parse import unquote, urlsplit
 
 from ..states import Signal
 from .base import HandlerContext, HandlerEvent, PermanentError
-from .netguard import BlockedURL, check_url, origin
+from .fetch import Fetcher, in_thread, new_client, sha256_of
+from .netguard import origin
 
-CHUNK = 1024 * 1024
-MAX_BYTES = 8 * 1024**3
-MAX_REDIRECTS = 5
-TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def safe_name(url: str, index: int) -> str:
@@ -35,12 +31,17 @@ def safe_name(url: str, index: int) -> str:
     return f"video-{index + 1}.mp4"
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+def artifact_names(urls: list[str]) -> list[str]:
+    """One distinct safe file name per artifact URL, in order."""
+    names: list[str] = []
+    for index, url in enumerate(urls):
+        name = safe_name(url, index)
+        names.append(name if name not in names else f"video-{index + 1}.mp4")
+    return names
+
+
+def _complete(path: Path, size: int | None) -> bool:
+    return size is not None and path.is_file() and path.stat().st_size == size
 
 
 class DownloadHandler:
@@ -50,100 +51,47 @@ class DownloadHandler:
     events = frozenset({Signal.SUCCEEDED})
     max_attempts = 6
 
-    def __init__(self, ctx: HandlerContext, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self, ctx: HandlerContext, max_bytes: int | None = None, trusted: frozenset[str] | None = None
+    ) -> None:
+        """``trusted`` origins skip the address check (default: the built-in simulator, if used)."""
         self.ctx = ctx
-        self.max_bytes = max_bytes
         settings = ctx.settings
+        self.max_bytes = max_bytes if max_bytes is not None else settings.download_max_bytes
         self.root = Path(settings.download_dir)
-        self.trusted = frozenset({origin(settings.upstream_root)}) if settings.simulated else frozenset()
+        if trusted is None:
+            trusted = frozenset({origin(settings.upstream_root)}) if settings.simulated else frozenset()
+        self.trusted = trusted
 
     async def run(self, job: dict[str, Any], event: HandlerEvent) -> str | None:
         """Download every artifact not yet on disk; returns a summary line."""
         artifacts = job.get("artifacts") or []
         if not artifacts:
             return "no artifacts to download"
+        if not _SAFE_JOB_ID.match(str(job["id"])):
+            raise PermanentError(f"job id {job['id']!r} cannot be used as a folder name")
         folder = self.root / job["id"]
         folder.mkdir(parents=True, exist_ok=True)
-        done = []
-        for index, artifact in enumerate(artifacts):
-            path = folder / safe_name(artifact["url"], index)
-            if artifact.get("sha256") and path.is_file() and path.stat().st_size == artifact.get("size"):
-                done.append(f"{path.name} already complete")
-                continue
-            size, sha = await self._fetch(artifact["url"], path, artifact.get("size"))
-            await self.ctx.store.add_artifact(
-                job["id"], job["attempt"], artifact["url"], str(path), size, sha
-            )
-            done.append(f"{path.name} {size} bytes sha256={sha[:12]}")
+        names = artifact_names([a["url"] for a in artifacts])
+        allow_private = self.ctx.settings.download_allow_private
+        async with new_client(allow_private=allow_private, trusted=self.trusted) as client:
+            fetcher = Fetcher(client, max_bytes=self.max_bytes)
+            done = [
+                await self._one(fetcher, job, artifact, folder / name)
+                for artifact, name in zip(artifacts, names, strict=True)
+            ]
         return "; ".join(done)
 
-    async def _open(self, url: str, offset: int) -> httpx.Response:
-        """GET with the SSRF guard checked on the first URL and on every redirect."""
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        for _ in range(MAX_REDIRECTS + 1):
-            try:
-                await check_url(
-                    url, allow_private=self.ctx.settings.download_allow_private, trusted=self.trusted
-                )
-            except BlockedURL as exc:
-                raise PermanentError(str(exc)) from None
-            request = self.ctx.http.build_request("GET", url, headers=headers, timeout=TIMEOUT)
-            response = await self.ctx.http.send(request, stream=True, follow_redirects=False)
-            if response.is_redirect and "location" in response.headers:
-                await response.aclose()
-                url = urljoin(url, response.headers["location"])
-                continue
-            return response
-        raise PermanentError(f"more than {MAX_REDIRECTS} redirects")
-
-    async def _fetch(self, url: str, path: Path, expected: int | None) -> tuple[int, str]:
-        part = path.with_name(path.name + ".part")
-        offset = part.stat().st_size if part.exists() else 0
-        response = await self._open(url, offset)
-        try:
-            if response.status_code == 416 and expected is not None and offset == expected:
-                return self._finish(part, path, offset, expected)
-            if response.status_code not in (200, 206):
-                message = f"GET artifact answered HTTP {response.status_code}"
-                if 400 <= response.status_code < 500 and response.status_code not in (408, 429):
-                    raise PermanentError(message)
-                raise RuntimeError(message)
-            if response.status_code == 200:
-                offset = 0
-            total = self._total(response, offset, expected)
-            with part.open("r+b" if offset else "wb") as handle:
-                handle.seek(offset)
-                handle.truncate()
-                written = offset
-                async for chunk in response.aiter_bytes(CHUNK):
-                    written += len(chunk)
-                    if written > self.max_bytes:
-                        raise PermanentError(f"artifact is over the {self.max_bytes} byte limit")
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-        finally:
-            await response.aclose()
-        if total is not None and written != total:
-            raise RuntimeError(f"incomplete download: {written} of {total} bytes")
-        return self._finish(part, path, written, expected)
-
-    def _total(self, response: httpx.Response, offset: int, expected: int | None) -> int | None:
-        length = response.headers.get("content-length")
-        total = offset + int(length) if length and length.isdigit() else expected
-        if total is not None and total > self.max_bytes:
-            raise PermanentError(f"artifact is {total} bytes, over the {self.max_bytes} limit")
-        if expected is not None and total is not None and total != expected:
-            raise RuntimeError(f"server sends {total} bytes but the task said {expected}")
-        return total
-
-    def _finish(self, part: Path, path: Path, size: int, expected: int | None) -> tuple[int, str]:
-        if expected is not None and size != expected:
-            raise RuntimeError(f"size {size} does not match the task's fileSize {expected}")
-        os.replace(part, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        return size, _sha256_of(path)
+    async def _one(self, fetcher: Fetcher, job: dict[str, Any], artifact: dict[str, Any], path: Path) -> str:
+        expected = artifact.get("size")
+        if artifact.get("sha256") and artifact.get("path") == str(path) and _complete(path, expected):
+            return f"{path.name} already complete"
+        if not artifact.get("sha256") and _complete(path, expected):
+            # renamed into place before a crash, but not yet recorded: hash it, don't fetch again
+            size, sha = int(expected), await in_thread(sha256_of, path)
+        else:
+            fetched = await fetcher.fetch(artifact["url"], path, expected)
+            size, sha = fetched.size, fetched.sha256
+        await self.ctx.store.add_artifact(job["id"], job["attempt"], artifact["url"], str(path), size, sha)
+        self.ctx.log.info("downloaded job=%s file=%s bytes=%d sha256=%s", job["id"], path.name, size, sha)
+        return f"{path.name} {size} bytes sha256={sha[:12]}"

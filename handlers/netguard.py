@@ -1,8 +1,9 @@
 """SSRF guard for URLs the relay fetches on someone else's say-so (artifact URLs in callbacks).
 
-A URL is refused when its host resolves to a loopback, private, link-local, multicast, reserved or
-cloud-metadata address, unless private addresses are allowed (``RELAY_DOWNLOAD_ALLOW_PRIVATE=1``) or the
-URL is on an origin the relay trusts (the built-in simulator).
+A host is refused when it resolves to a loopback, private, link-local, multicast, reserved or
+cloud-metadata address, unless private addresses are allowed (``RELAY_DOWNLOAD_ALLOW_PRIVATE=1``) or its
+origin is one the relay trusts (the built-in simulator). :mod:`.transport` applies this check to every
+connection as it is made, to the very addresses it connects to (see there for DNS rebinding).
 """
 
 from __future__ import annotations
@@ -42,21 +43,37 @@ def is_public(address: str) -> bool:
     )
 
 
-async def check_url(url: str, *, allow_private: bool, trusted: frozenset[str] = frozenset()) -> None:
-    """Raise :class:`BlockedURL` unless ``url`` is http(s) and safe to fetch."""
+async def resolve(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (a seam for tests)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
+
+
+async def public_addresses(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to; :class:`BlockedURL` unless all of them are public."""
+    try:
+        addresses = await resolve(host, port)
+    except OSError as exc:
+        raise BlockedURL(f"cannot resolve {host}: {exc}") from None
+    if not addresses or not all(is_public(address) for address in addresses):
+        raise BlockedURL(
+            f"{host} resolves to a private or loopback address; set "
+            "RELAY_DOWNLOAD_ALLOW_PRIVATE=1 to allow it"
+        )
+    return addresses
+
+
+def check_scheme(url: str) -> None:
+    """Raise :class:`BlockedURL` unless ``url`` is an http(s) URL with a host."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BlockedURL(f"only http(s) URLs are fetched, not {parts.scheme or 'this'!r}")
+
+
+async def check_url(url: str, *, allow_private: bool, trusted: frozenset[str] = frozenset()) -> None:
+    """Raise :class:`BlockedURL` unless ``url`` is http(s) and its host is safe to fetch from."""
+    check_scheme(url)
     if allow_private or origin(url) in trusted:
         return
-    host = parts.hostname
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise BlockedURL(f"cannot resolve {host}: {exc}") from None
-    for info in infos:
-        if not is_public(str(info[4][0])):
-            raise BlockedURL(
-                f"{host} resolves to a private or loopback address; set "
-                "RELAY_DOWNLOAD_ALLOW_PRIVATE=1 to allow it"
-            )
+    parts = urlsplit(url)
+    await public_addresses(str(parts.hostname), parts.port or (443 if parts.scheme == "https" else 80))

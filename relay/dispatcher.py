@@ -2,6 +2,13 @@
 
 The outbox rows are written in the same transaction as the transition; signals only wake this loop.
 At start, runs left ``running`` by a crash become ``pending`` again, so no run is lost.
+
+Retry policy, per handler: ``max_attempts`` tries, then ``dead`` (replayable); between tries an
+exponential backoff with jitter (:func:`~runway_relay.backoff.exponential`, base ``retry_base`` seconds
+if the handler sets it, else 2 s, so the first retry comes within 2 s), or at least the wait a
+:class:`~runway_relay.handlers.RetryAfter` asks for (HTTP 429). The next try time is stored in the
+run's ``next_at`` column: an in-process retry loop (stamina, tenacity) would lose its schedule, and the
+run, on a restart; this one survives it.
 """
 
 from __future__ import annotations
@@ -13,13 +20,21 @@ import time
 from typing import Any
 
 from .backoff import exponential
-from .handlers import Handler, HandlerEvent, PermanentError
+from .handlers import Handler, HandlerEvent, PermanentError, RetryAfter
 from .states import Signal
 from .storage import SQLiteStore
 
 log = logging.getLogger("runway_relay.dispatcher")
 
 RUN_TIMEOUT = 30 * 60.0
+
+
+def retry_delay(handler: Handler, attempts: int, exc: Exception) -> float:
+    """Seconds until the next try of a run that failed its ``attempts``-th try with ``exc``."""
+    delay = exponential(attempts, base=float(getattr(handler, "retry_base", 2.0)))
+    if isinstance(exc, RetryAfter):
+        delay = max(delay, exc.seconds)
+    return delay
 
 
 class Dispatcher:
@@ -100,7 +115,7 @@ class Dispatcher:
                 error,
             )
             return
-        delay = exponential(attempts)
+        delay = retry_delay(handler, attempts, exc)
         await self.store.finish_run(run["id"], "pending", error=error, next_at=time.time() + delay)
         log.info(
             "handler retry handler=%s job=%s run=%s attempt=%d in=%.1fs error=%s",

@@ -5,6 +5,8 @@ Nothing else in the relay reads ``os.environ``: everything takes a :class:`Setti
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -13,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://api.useapi.net"
+SIGNAL_NAMES = ("job-submitted", "job-progress", "job-succeeded", "job-failed", "job-cancelled")
 
 
 class SettingsError(ValueError):
@@ -34,7 +37,7 @@ class Settings:
     handlers: tuple[str, ...] | None = None
     slack_webhook_url: str | None = field(default=None, repr=False)
     discord_webhook_url: str | None = field(default=None, repr=False)
-    forward_url: str | None = None
+    forward_url: str | None = field(default=None, repr=False)
     forward_secret: str | None = field(default=None, repr=False)
     exec_command: str | None = None
     resubmit_max: int = 1
@@ -44,6 +47,10 @@ class Settings:
     sim_step_seconds: float = 1.0
     handler_max_attempts: int = 5
     log_level: str = "INFO"
+    slack_events: tuple[str, ...] = ("job-succeeded", "job-failed")
+    discord_events: tuple[str, ...] = ("job-succeeded", "job-failed")
+    exec_timeout: float = 300.0
+    download_max_bytes: int = 8 * 1024**3
 
     @property
     def simulated(self) -> bool:
@@ -137,6 +144,39 @@ def _accounts(raw: str) -> tuple[tuple[str, int], ...]:
     return tuple(accounts)
 
 
+def _events(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma list of signal names, e.g. ``RELAY_SLACK_EVENTS=job-succeeded,job-failed``."""
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    unknown = [n for n in names if n not in SIGNAL_NAMES]
+    if unknown:
+        raise SettingsError(f"{name}: unknown event(s) {', '.join(unknown)}; use {', '.join(SIGNAL_NAMES)}")
+    return names
+
+
+def _forward_secret(env: Mapping[str, str]) -> str | None:
+    """``RELAY_FORWARD_SECRET``: required with ``RELAY_FORWARD_URL``, a ``whsec_`` + base64 key."""
+    secret = (env.get("RELAY_FORWARD_SECRET") or "").strip()
+    if not secret:
+        if (env.get("RELAY_FORWARD_URL") or "").strip():
+            raise SettingsError(
+                "RELAY_FORWARD_URL is set but RELAY_FORWARD_SECRET is not: forwarded events are always "
+                "signed; set RELAY_FORWARD_SECRET to whsec_ followed by base64 of 24-64 random bytes"
+            )
+        return None
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==", validate=False)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < 16:
+        raise SettingsError(
+            "RELAY_FORWARD_SECRET must be whsec_ followed by base64 of at least 16 random bytes"
+        )
+    return secret
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the configuration from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -155,7 +195,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         slack_webhook_url=_url(env, "RELAY_SLACK_WEBHOOK_URL"),
         discord_webhook_url=_url(env, "RELAY_DISCORD_WEBHOOK_URL"),
         forward_url=_url(env, "RELAY_FORWARD_URL"),
-        forward_secret=env.get("RELAY_FORWARD_SECRET") or None,
+        forward_secret=_forward_secret(env),
         exec_command=env.get("RELAY_EXEC") or None,
         resubmit_max=int(_number(env, "RELAY_RESUBMIT_MAX", 1, 0)),
         poll_after=_number(env, "RELAY_POLL_AFTER", 60.0, 0.05),
@@ -164,4 +204,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sim_step_seconds=_number(env, "RELAY_SIM_STEP_SECONDS", 1.0, 0.001),
         handler_max_attempts=int(_number(env, "RELAY_HANDLER_MAX_ATTEMPTS", 5, 1)),
         log_level=(env.get("RELAY_LOG_LEVEL") or "INFO").upper(),
+        slack_events=_events(env, "RELAY_SLACK_EVENTS", ("job-succeeded", "job-failed")),
+        discord_events=_events(env, "RELAY_DISCORD_EVENTS", ("job-succeeded", "job-failed")),
+        exec_timeout=_number(env, "RELAY_EXEC_TIMEOUT", 300.0, 0.01),
+        download_max_bytes=int(_number(env, "RELAY_DOWNLOAD_MAX_BYTES", 8 * 1024**3, 1)),
     )

@@ -12,12 +12,13 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from runway_relay.simulator import SAMPLE_MP4, Chaos, SimError, Simulator, create_app
-from runway_relay.simulator.engine import MODELS, Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+
+from runway_relay.simulator import SAMPLE_MP4, Chaos, SimError, Simulator, create_app
+from runway_relay.simulator.engine import MODELS, Engine
 
 from .servers import serve_in_thread
 

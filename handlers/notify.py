@@ -1,0 +1,107 @@
+"""What the notification handlers share: posting to a webhook and reading a job for a message.
+
+Webhook URLs are secrets (whoever has one can post to the channel): they are never logged and never
+part of an error message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+
+from ..states import Signal
+from .base import HandlerContext, PermanentError, RetryAfter, parse_retry_after
+
+TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+# Answers that will not get better by sending the same request again.
+PERMANENT = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
+
+
+def events_from(names: Iterable[str]) -> frozenset[Signal]:
+    """The signals named in a setting such as ``RELAY_SLACK_EVENTS``."""
+    return frozenset(Signal(name) for name in names)
+
+
+def required(value: str | None, variable: str, handler: str) -> str:
+    """A setting the handler cannot run without; a clear ValueError at start-up otherwise."""
+    if not value:
+        raise ValueError(f"the {handler} handler is enabled but {variable} is not set")
+    return value
+
+
+async def post(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    what: str,
+    content: bytes,
+    headers: dict[str, str],
+    retry_after: Callable[[httpx.Response], float | None] | None = None,
+) -> httpx.Response:
+    """POST and map the answer: 2xx returns, 429 raises :class:`RetryAfter`, 4xx gives up, else retry."""
+    try:
+        response = await http.post(url, content=content, headers=headers, timeout=TIMEOUT)
+    except httpx.HTTPError as exc:
+        raise RuntimeError(f"{what} unreachable: {type(exc).__name__}: {exc}") from None
+    status = response.status_code
+    if 200 <= status < 300:
+        return response
+    detail = response.text[:300].strip()
+    message = f"{what} answered HTTP {status}" + (f": {detail}" if detail else "")
+    if status == 429:
+        wait = (retry_after or header_retry_after)(response)
+        if wait is not None:
+            raise RetryAfter(wait, message)
+    if status in PERMANENT:
+        raise PermanentError(message)
+    raise RuntimeError(message)
+
+
+def header_retry_after(response: httpx.Response) -> float | None:
+    """Seconds from the ``Retry-After`` header."""
+    return parse_retry_after(response.headers.get("retry-after"))
+
+
+def prompt_of(job: dict[str, Any], limit: int = 300) -> str:
+    """The job's prompt (or its first multishot prompt), shortened to ``limit`` characters."""
+    params = job.get("params") or {}
+    text = params.get("text_prompt") or params.get("multishot_prompt_1") or ""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def duration_of(job: dict[str, Any]) -> str | None:
+    """``"5 s"`` from the job's ``duration`` parameter, if it has one."""
+    duration = (job.get("params") or {}).get("duration")
+    return f"{duration} s" if duration not in (None, "") else None
+
+
+def video_url(job: dict[str, Any]) -> str | None:
+    """The first artifact's URL."""
+    artifacts = job.get("artifacts") or []
+    return artifacts[0].get("url") if artifacts else None
+
+
+def preview_url(job: dict[str, Any]) -> str | None:
+    """The first preview image any artifact has."""
+    return next((a["preview_url"] for a in job.get("artifacts") or [] if a.get("preview_url")), None)
+
+
+def dashboard_link(ctx: HandlerContext, job: dict[str, Any]) -> str | None:
+    """The dashboard, pointing at the job."""
+    return f"{ctx.dashboard_url.rstrip('/')}/#job={job['id']}" if ctx.dashboard_url else None
+
+
+def headline(job: dict[str, Any]) -> str:
+    """A short line saying what happened to the job."""
+    status = job.get("status")
+    titles = {
+        "succeeded": "Video ready",
+        "failed": "Video failed",
+        "rejected": "Video rejected",
+        "cancelled": "Video cancelled",
+        "submitted": "Video submitted",
+    }
+    return f"{titles.get(str(status), 'Video ' + str(status))}: {job.get('model')}"

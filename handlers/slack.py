@@ -1,0 +1,95 @@
+"""``slack``: a Block Kit message to a Slack incoming webhook (``RELAY_SLACK_WEBHOOK_URL``).
+
+Sent on the signals in ``RELAY_SLACK_EVENTS`` (default ``job-succeeded,job-failed``): model, prompt
+excerpt, duration, status, the error of a failed job, a preview image when there is one, and buttons
+to the video and to the dashboard. A 429 answer's ``Retry-After`` is honoured.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .base import HandlerContext, HandlerEvent
+from .notify import (
+    dashboard_link,
+    duration_of,
+    events_from,
+    headline,
+    post,
+    preview_url,
+    prompt_of,
+    required,
+    video_url,
+)
+
+_EMOJI = {
+    "succeeded": ":white_check_mark:",
+    "failed": ":x:",
+    "rejected": ":no_entry:",
+    "cancelled": ":white_circle:",
+}
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as markup."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _button(text: str, url: str | None) -> dict[str, Any] | None:
+    if not url or len(url) > 3000:
+        return None
+    return {"type": "button", "text": {"type": "plain_text", "text": text}, "url": url}
+
+
+def slack_message(job: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
+    """The webhook body for ``job``: a fallback ``text`` and the Block Kit ``blocks``."""
+    status = str(job.get("status"))
+    title = f"{_EMOJI.get(status, ':hourglass_flowing_sand:')} {headline(job)}"
+    prompt = prompt_of(job)
+    intro: dict[str, Any] = {
+        "type": "section",
+        "text": {"type": "mrkdwn", "text": f"> {escape(prompt)}" if prompt else "_no prompt_"},
+    }
+    preview = preview_url(job)
+    if preview:
+        intro["accessory"] = {"type": "image", "image_url": preview, "alt_text": "preview"}
+    job_ref = f"<{dashboard}|{job['id']}>" if dashboard else f"`{job['id']}`"
+    facts = [("Model", escape(str(job.get("model")))), ("Status", status)]
+    facts += [("Duration", duration_of(job) or "default"), ("Job", job_ref)]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
+        intro,
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in facts]},
+    ]
+    if job.get("error"):
+        error = escape(str(job["error"]))[:2900]
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n{error}"}})
+    buttons = [b for b in (_button("Open video", video_url(job)), _button("Dashboard", dashboard)) if b]
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    return {"text": f"{headline(job)} ({status})", "blocks": blocks}
+
+
+class SlackHandler:
+    """Posts a message per configured event; see the module docstring."""
+
+    name = "slack"
+
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+        self.url = required(ctx.settings.slack_webhook_url, "RELAY_SLACK_WEBHOOK_URL", "slack")
+        self.events = events_from(ctx.settings.slack_events)
+        self.max_attempts = ctx.settings.handler_max_attempts
+
+    async def run(self, job: dict[str, Any], event: HandlerEvent) -> str | None:
+        """Post the message; raises to retry (``RetryAfter`` on 429)."""
+        body = json.dumps(slack_message(job, dashboard_link(self.ctx, job))).encode()
+        await post(
+            self.ctx.http,
+            self.url,
+            what="Slack webhook",
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        return f"posted to Slack ({job['status']})"
