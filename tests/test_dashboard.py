@@ -50,6 +50,10 @@ def test_submit_watch_and_play(relay: RelayProcess, browser: Any, tmp_path: Path
     assert duration.json_value() > 1
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert "Replay" in page.inner_text("#detail")
+    job_id = relay.api("GET", "/api/jobs").json()["jobs"][0]["id"]
+    linked = browser.new_page()
+    linked.goto(f"{relay.url}/#job={job_id}")  # the link Slack and Discord messages carry
+    linked.wait_for_selector(f"#detail h3:has-text('{job_id}')")
 
 
 def test_rule_break_shows_the_field(relay: RelayProcess, browser: Any) -> None:
