@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -119,8 +120,16 @@ def test_cancel_frees_the_slot_and_is_final(relay: RelayProcess) -> None:
 
 
 def test_polling_when_callbacks_never_arrive(relay_factory) -> None:
-    dead = f"http://127.0.0.1:{free_port()}"
-    relay = relay_factory(RELAY_PUBLIC_URL=dead, RELAY_POLL_AFTER="0.2")
+    # Hold the "public" port bound but not listening, so connections are refused and no other
+    # server (the relay itself included) can take that port during the test.
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{blocker.getsockname()[1]}"
+        relay = relay_factory(RELAY_PUBLIC_URL=dead, RELAY_POLL_AFTER="0.2")
+        _poll_only(relay)
+
+
+def _poll_only(relay: RelayProcess) -> None:
     job = relay.api("POST", "/api/jobs", json=TURBO_JOB).json()
     assert job["status"] == "queued", job
     final = relay.wait_for(job["id"], lambda j: j["status"] in DONE, timeout=45)
