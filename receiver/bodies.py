@@ -29,5 +29,5 @@ async def read_json(request: Request, limit: int = 1024 * 1024) -> Any:
     raw = await read_limited(request, limit)
     try:
         return json.loads(raw)
-    except ValueError:
-        raise BadRequest("the body is not valid JSON") from None
+    except (ValueError, RecursionError):
+        raise BadRequest("the body is not valid JSON (or nested too deeply)") from None

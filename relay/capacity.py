@@ -1,61 +1,106 @@
-"""Per-account capacity bookkeeping for the scheduler: pure, no I/O.
+"""Per-account capacity, and which queued jobs start where: pure, no I/O.
 
 Each account runs at most ``capacity`` jobs. ``capacity`` starts at the account's ``maxJobs``; Runway's
-own 429 ("too many tasks running or pending") lowers it by one (never below one), and every
-``raise_after`` jobs that end normally raise it again by one, up to ``maxJobs``. A 429 also rests the
-account for 10–30 s, or until one of its jobs ends, whichever comes first.
+own 429 ("too many tasks running or pending") lowers it by one (never below one). It is raised again by
+one, up to ``maxJobs``, once ``raise_after`` jobs of the account have ended since; a raise that Runway
+refuses again at once doubles the wait before the next try (up to ``MAX_PROBE_AFTER`` ended jobs), and a
+raise that holds for ``raise_after`` ended jobs resets it. Any 429 also rests the account for 10–30 s,
+or until one of its jobs ends, whichever comes first.
+
+:meth:`Capacity.plan` decides which queued jobs start now and on which account: oldest first (FIFO per
+account), a job pinned to an account (``email``, or an asset it uses) only there, at most one explore-mode
+job per account, and never more running or in-flight jobs on an account than its capacity.
+
+When no account is known (``GET accounts/`` failed and ``RELAY_ACCOUNTS`` is unset) every job counts
+against one pool, ``None``, of :data:`UNKNOWN_ACCOUNT_CAPACITY` slots, and useapi.net picks the account.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 UNKNOWN_ACCOUNT_CAPACITY = 2
+MAX_PROBE_AFTER = 48
+
+Email = str | None
 
 
 @dataclass
 class Account:
     """What the scheduler knows of one account."""
 
-    email: str | None
+    email: Email
     max_jobs: int = UNKNOWN_ACCOUNT_CAPACITY
     capacity: int = UNKNOWN_ACCOUNT_CAPACITY
     resting_until: float = 0.0
-    finished_since_lowered: int = 0
-    explore_running: bool = False
+    finished_since_change: int = 0  # jobs ended since the capacity last moved
+    probe_after: int = 0  # ended jobs to wait before trying one more (0: ``raise_after``)
+    raised: bool = False  # the last move was a raise not yet confirmed
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A queued job as the planner sees it."""
+
+    job_id: str
+    pinned: Email = None  # the job must run on this account (its ``email`` or an asset's owner)
+    explore: bool = False
 
 
 class Capacity:
-    """Accounts by email (``None`` stands for "let useapi.net choose" when none are known)."""
+    """Accounts by email, their learned capacity and rests, and the start plan."""
 
     def __init__(self, raise_after: int = 3) -> None:
-        self.accounts: dict[str | None, Account] = {}
+        self.accounts: dict[Email, Account] = {}
+        self.configured: list[str] = []
         self.raise_after = raise_after
 
-    def configure(self, max_jobs: dict[str, int]) -> None:
-        """Set the known accounts and their ``maxJobs``; keeps learned capacity where lower."""
+    # -- accounts ------------------------------------------------------------------------------
+
+    def configure(self, max_jobs: Mapping[str, int]) -> None:
+        """Set the known accounts and their ``maxJobs``; keeps a learned capacity where lower."""
         for email, limit in max_jobs.items():
+            limit = max(1, int(limit))
             account = self.accounts.get(email)
             if account is None:
                 self.accounts[email] = Account(email, limit, limit)
             else:
                 account.max_jobs = limit
                 account.capacity = min(account.capacity, limit)
-        if max_jobs:
-            self.accounts.pop(None, None)
+            if email not in self.configured:
+                self.configured.append(email)
 
-    def account(self, email: str | None) -> Account:
-        """The account record, created on first sight (e.g. named by a taskId)."""
+    @property
+    def has_accounts(self) -> bool:
+        """True once accounts are known (configured or discovered)."""
+        return bool(self.configured)
+
+    def account(self, email: Email) -> Account:
+        """The account record, created on first sight (e.g. an ``email`` no listing named)."""
         if email not in self.accounts:
             self.accounts[email] = Account(email)
         return self.accounts[email]
 
-    def known(self) -> list[str | None]:
-        """Emails to spread work over (``[None]`` when no account is known)."""
-        emails = [e for e in self.accounts if e is not None]
-        return emails or [None]
+    def known(self) -> list[Email]:
+        """Accounts an unpinned job may run on (``[None]`` when none is known)."""
+        return list(self.configured) or [None]
 
-    def free_slots(self, email: str | None, running: int, now: float) -> int:
+    def bucket(self, email: Email) -> Email:
+        """The account a running job counts against: everything is one pool while none is known."""
+        return email if self.has_accounts else None
+
+    def count(self, running: Iterable[Email]) -> dict[Email, int]:
+        """Running (or in-flight) jobs per bucket, from the accounts they run on."""
+        counts: dict[Email, int] = {}
+        for email in running:
+            key = self.bucket(email)
+            counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    # -- slots ---------------------------------------------------------------------------------
+
+    def free_slots(self, email: Email, running: int, now: float) -> int:
         """How many more jobs ``email`` may start now."""
         account = self.account(email)
         if account.resting_until > now:
@@ -63,36 +108,86 @@ class Capacity:
         return max(0, account.capacity - running)
 
     def pick(
-        self, running: dict[str | None, int], now: float, allowed: list[str | None] | None = None
-    ) -> str | bool | None:
-        """The least-loaded account with a free slot, or ``False`` when none has one."""
-        best: tuple[float, str | None] | None = None
-        for email in allowed if allowed is not None else self.known():
+        self, running: Mapping[Email, int], now: float, allowed: Sequence[Email] | None = None
+    ) -> tuple[Email] | None:
+        """``(email,)`` of the least-loaded allowed account with a free slot, or ``None``."""
+        best: tuple[float, Email] | None = None
+        for email in self.known() if allowed is None else allowed:
             count = running.get(email, 0)
             if self.free_slots(email, count, now) <= 0:
                 continue
-            load = count / max(1, self.account(email).capacity)
+            load = count / self.account(email).capacity
             if best is None or load < best[0]:
                 best = (load, email)
-        return False if best is None else best[1]
+        return None if best is None else (best[1],)
 
-    def on_busy(self, email: str | None, now: float, wait: float) -> None:
-        """useapi.net's queue for the account is full: rest it."""
-        self.account(email).resting_until = now + wait
+    def allowed(self, job: Candidate) -> list[Email]:
+        """Where ``job`` may run: its pinned account, else any known one."""
+        if not self.has_accounts:
+            return [None]
+        return [job.pinned] if job.pinned else self.known()
 
-    def on_throttled(self, email: str | None, now: float, wait: float) -> None:
-        """Runway refused: lower the learned capacity and rest the account."""
-        account = self.account(email)
+    def plan(
+        self,
+        jobs: Sequence[Candidate],
+        running: Mapping[Email, int],
+        explore_busy: Iterable[Email],
+        now: float,
+    ) -> list[tuple[str, Email]]:
+        """Which of ``jobs`` (oldest first) start now, and where.
+
+        ``running`` counts jobs running or being created per account, ``explore_busy`` the accounts
+        with an explore-mode job running. A job that cannot start does not hold back later jobs that
+        may run elsewhere, but never lets one overtake it on an account it could use.
+        """
+        counts = dict(running)
+        explore = set(explore_busy)
+        chosen: list[tuple[str, Email]] = []
+        for job in jobs:
+            allowed = self.allowed(job)
+            if job.explore:
+                allowed = [a for a in allowed if a not in explore]
+            picked = self.pick(counts, now, allowed)
+            if picked is None:
+                continue
+            (email,) = picked
+            chosen.append((job.job_id, email))
+            counts[email] = counts.get(email, 0) + 1
+            if job.explore:
+                explore.add(email)
+        return chosen
+
+    def next_change(self, now: float) -> float | None:
+        """The earliest moment a rest ends (the queue should be looked at again then)."""
+        ends = [a.resting_until for a in self.accounts.values() if a.resting_until > now]
+        return min(ends) if ends else None
+
+    # -- what upstream said --------------------------------------------------------------------
+
+    def on_busy(self, email: Email, now: float, wait: float) -> None:
+        """useapi.net's queue for the account is full (429, first kind): rest it."""
+        account = self.account(self.bucket(email))
+        account.resting_until = max(account.resting_until, now + wait)
+
+    def on_throttled(self, email: Email, now: float, wait: float) -> None:
+        """Runway itself refused (429, second kind): lower the learned capacity and rest the account."""
+        account = self.account(self.bucket(email))
+        probe = account.probe_after or self.raise_after
+        account.probe_after = min(MAX_PROBE_AFTER, probe * 2) if account.raised else probe
         account.capacity = max(1, account.capacity - 1)
-        account.finished_since_lowered = 0
-        account.resting_until = now + wait
+        account.finished_since_change = 0
+        account.raised = False
+        account.resting_until = max(account.resting_until, now + wait)
 
-    def on_finished(self, email: str | None) -> None:
-        """A job of the account ended: its slot is free now; slowly win back lowered capacity."""
-        account = self.account(email)
+    def on_finished(self, email: Email) -> None:
+        """A job of the account ended: its rest is over; slowly win back lowered capacity."""
+        account = self.account(self.bucket(email))
         account.resting_until = 0.0
-        if account.capacity < account.max_jobs:
-            account.finished_since_lowered += 1
-            if account.finished_since_lowered >= self.raise_after:
-                account.capacity += 1
-                account.finished_since_lowered = 0
+        account.finished_since_change += 1
+        if account.raised and account.finished_since_change >= self.raise_after:
+            account.raised, account.probe_after = False, 0  # the raise held
+        probe = account.probe_after or self.raise_after
+        if account.capacity < account.max_jobs and account.finished_since_change >= probe:
+            account.capacity += 1
+            account.finished_since_change = 0
+            account.raised = True

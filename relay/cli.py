@@ -77,8 +77,32 @@ def serve(host: str, port: int) -> None:
 @click.option(
     "--token", envvar="SIMULATOR_TOKEN", default=None, help="Require this bearer token, like useapi.net does."
 )
-def simulate(host: str, port: int, step_seconds: float, accounts: str, token: str | None) -> None:
-    """Run the useapi.net simulator alone, as an upstream for other processes."""
+@click.option(
+    "--create-delay",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0.0),
+    help="Seconds between accepting a create and answering it (to test crashes in that window).",
+)
+@click.option(
+    "--runway-capacity",
+    default=None,
+    type=click.IntRange(1, 10),
+    help="Runway's own per-account limit; over it creates get Runway's 429.",
+)
+def simulate(
+    host: str,
+    port: int,
+    step_seconds: float,
+    accounts: str,
+    token: str | None,
+    create_delay: float,
+    runway_capacity: int | None,
+) -> None:
+    """Run the useapi.net simulator alone, as an upstream for other processes.
+
+    ``GET /sim/stats`` shows what reached it (accepted creates by replyRef, attempts, 429s, tasks).
+    """
     import uvicorn
 
     from . import logs
@@ -91,7 +115,12 @@ def simulate(host: str, port: int, step_seconds: float, accounts: str, token: st
         fail(str(exc), EXIT_USAGE)
     logs.setup()
     app = create_sim(
-        accounts=parsed, step_seconds=step_seconds, token=token, base_url=f"http://{host}:{port}"
+        accounts=parsed,
+        step_seconds=step_seconds,
+        token=token,
+        base_url=f"http://{host}:{port}",
+        create_delay=create_delay,
+        runway_capacity=runway_capacity,
     )
     uvicorn.run(app, host=host, port=port, log_config=None)
 
@@ -284,7 +313,10 @@ def models(as_json: bool) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--email", help="upload to this Runway account")
 def upload(server: str, api_key: str | None, file: Path, email: str | None) -> None:
-    """Upload an image or video as an asset; prints its assetId."""
+    """Upload an image or video as an asset; prints its assetId.
+
+    Jobs that use the asset run on the Runway account that holds it (said on stderr).
+    """
     import mimetypes
 
     media = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
@@ -296,6 +328,8 @@ def upload(server: str, api_key: str | None, file: Path, email: str | None) -> N
             data={"email": email} if email else None,
         )
     click.echo(answer["assetId"])
+    if answer.get("account"):
+        click.echo(f"uploaded to account {answer['account']}", err=True)
 
 
 if __name__ == "__main__":

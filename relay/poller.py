@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from .errors import UpstreamError
+from .logs import redact
 from .storage import IngestResult, SQLiteStore
 from .taskparse import TaskParseError, parse_task
 from .upstream import Upstream
@@ -39,17 +40,27 @@ class Poller:
         """Poll forever; the first pass reconciles every active job left from before a restart."""
         first = True
         while True:
-            now = time.time()
-            jobs = await (
-                self.store.active_jobs() if first else self.store.jobs_to_poll(now, self.poll_after)
-            )
-            first = False
-            for job in jobs:
-                if job["task_id"]:
-                    await self.poll(
-                        job["id"], int(job["attempt"]), job["task_id"], int(job["poll_tries"] or 0)
-                    )
+            try:
+                await self.round(everything=first)
+                first = False
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bad round must not stop polling for good
+                log.exception("a polling round failed; trying again")
             await asyncio.sleep(min(5.0, max(0.05, self.poll_after / 4)))
+
+    async def round(self, everything: bool = False) -> int:
+        """Poll the jobs due (``everything``: every active job); returns how many were polled."""
+        now = time.time()
+        jobs = await (
+            self.store.active_jobs() if everything else self.store.jobs_to_poll(now, self.poll_after)
+        )
+        polled = 0
+        for job in jobs:
+            if job["task_id"]:
+                await self.poll(job["id"], int(job["attempt"]), job["task_id"], int(job["poll_tries"] or 0))
+                polled += 1
+        return polled
 
     async def poll(self, job_id: str, attempt: int, task_id: str, tries: int = 0) -> None:
         """Ask for one task and apply the answer."""
@@ -59,9 +70,9 @@ class Poller:
         except (UpstreamError, TaskParseError) as exc:
             wait = min(3600.0, self.poll_after * 2 ** min(tries, 6))
             await self.store.record_poll_error(job_id, time.time() + wait, str(exc))
-            log.warning("poll failed job=%s: %s; next in %.0fs", job_id, exc, wait)
+            log.warning("poll failed job=%s task=%s: %s; next in %.0fs", job_id, task_id, exc, wait)
             return
-        result = await self.store.ingest_poll(job_id, attempt, update, json.dumps(body)[:65536])
+        result = await self.store.ingest_poll(job_id, attempt, update, redact(json.dumps(body))[:65536])
         if result.outcome == "applied":
             log.info("poll applied job=%s status=%s", job_id, update.status)
         await self.on_result(result)

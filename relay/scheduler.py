@@ -1,8 +1,15 @@
 """Keeps every account's queue full and no fuller: the only place that sends ``videos/create``.
 
 Order of safety: a job is marked *submitting* (with its replyRef and a fresh callback token) before
-the create call, so after a crash :meth:`Scheduler.reconcile` looks the replyRef up in
-``GET scheduler/`` and adopts the task instead of creating it twice.
+the create call, and counts against its account's capacity from then on. After a crash,
+:meth:`Scheduler.reconcile` looks the replyRef up in ``GET scheduler/`` and adopts the task instead of
+creating it twice; a create that failed in a way that may hide an acceptance (5xx, timeout) is looked
+up the same way before it is ever sent again.
+
+Which job starts where is decided by the pure :meth:`Capacity.plan`; this module does the I/O around it.
+A freed slot is refilled as soon as the job's end is committed (:meth:`Scheduler.job_changed`), not on
+a timer; the timer only wakes the loop when an account's rest ends, and at most a second apart (for
+jobs the ``resubmit`` handler queued again, which nothing announces).
 """
 
 from __future__ import annotations
@@ -12,24 +19,25 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from .backoff import busy_wait, exponential
-from .capacity import Capacity
+from .capacity import Candidate, Capacity, Email
 from .errors import UpstreamError
+from .states import TERMINAL, Status
 from .storage import SQLiteStore, SubmitTicket
 from .taskparse import account_of
-from .upstream import CreateKind, CreateResult, Upstream
+from .upstream import CreateKind, CreateResult, Upstream, stored_body
 
 log = logging.getLogger("runway_relay.scheduler")
 
 AfterCommit = Callable[[str], Awaitable[None]]
 _ASSET_FIELDS = ("imageAssetId1", "imageAssetId2", "videoAssetId")
-
-
-def _short(body: Any) -> str:
-    return json.dumps(body)[:4000] if not isinstance(body, str) else body[:4000]
+_TERMINAL = frozenset(s.value for s in TERMINAL)
+CREATE_GRACE = 60.0  # a create sent this recently may still land upstream: don't call it lost yet
+IDLE_TICK = 1.0  # the longest the loop sleeps: it picks up jobs the resubmit handler queued again
+RETRY_CAP = 300.0
 
 
 class Scheduler:
@@ -41,124 +49,204 @@ class Scheduler:
         upstream: Upstream,
         callback_root: str,
         after_commit: AfterCommit,
-        configured: dict[str, int] | None = None,
+        configured: Mapping[str, int] | None = None,
+        *,
+        create_grace: float = CREATE_GRACE,
+        retry_base: float = 2.0,
+        rest: Callable[[], float] = busy_wait,
     ) -> None:
         self.store = store
         self.upstream = upstream
         self.callback_root = callback_root.rstrip("/")
         self.after_commit = after_commit
         self.capacity = Capacity()
-        self.configured = configured or {}
+        self.configured = dict(configured or {})
+        self.create_grace = create_grace
+        self.retry_base = retry_base
+        self.rest = rest
         self.degraded: str | None = None
         self._wake = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: dict[str, tuple[Email, bool]] = {}  # job id → (account, explore)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._discover_at = 0.0
+        self._discover_tries = 0
+        self._unresolved = 0
+        self._reconcile_at = 0.0
+
+    # -- what wakes the loop ------------------------------------------------------------------
 
     def wake(self, *_: Any, **__: Any) -> None:
         """Look at the queue now."""
         self._wake.set()
+
+    def job_changed(self, job: Mapping[str, Any]) -> None:
+        """A job's new state was committed: a job that held a slot and ended frees it at once."""
+        status = job.get("status")
+        if status in _TERMINAL and job.get("task_id"):
+            self.capacity.on_finished(job.get("account"))
+        if status in _TERMINAL or status == Status.QUEUED.value:
+            self._wake.set()
 
     def slot_freed(self, account: str | None) -> None:
         """A job of ``account`` ended: its rest is over and the queue is looked at at once."""
         self.capacity.on_finished(account)
         self._wake.set()
 
-    async def discover_accounts(self) -> None:
+    # -- start-up -----------------------------------------------------------------------------
+
+    async def discover_accounts(self) -> bool:
         """Accounts from configuration, else from ``GET accounts/`` (only email and maxJobs kept)."""
         accounts = dict(self.configured)
         if not accounts:
             try:
                 accounts = await self.upstream.accounts()
             except UpstreamError as exc:
+                if exc.status == 401:
+                    self.degraded = "useapi.net answered 401 Unauthorized: check USEAPI_TOKEN"
+                    log.error("useapi.net refused the API token (401 Unauthorized) listing accounts")
                 log.warning("could not list accounts (%s); letting useapi.net choose", exc.message)
-        if accounts:
-            await self.store.save_accounts(accounts)
-            self.capacity.configure(accounts)
-            log.info("accounts: %s", ", ".join(f"{e} ({n})" for e, n in accounts.items()))
+        if not accounts:
+            self._discover_tries += 1
+            self._discover_at = time.time() + min(60.0, 2.0 ** (self._discover_tries - 1))
+            return False
+        await self.store.save_accounts(accounts)
+        self.capacity.configure(accounts)
+        log.info("accounts: %s", ", ".join(f"{e} (maxJobs {n})" for e, n in accounts.items()))
+        return True
 
-    async def reconcile(self) -> None:
-        """Adopt or re-queue jobs whose create was in flight when the relay stopped."""
-        stuck = await self.store.submitting_jobs()
-        if not stuck:
-            return
-        try:
-            running = {t.get("replyRef"): t for t in await self.upstream.scheduler()}
-        except UpstreamError as exc:
-            log.error("cannot reconcile %d in-flight create(s): %s; retrying later", len(stuck), exc.message)
-            raise
+    async def reconcile(self) -> int:
+        """Adopt or re-queue jobs left submitting by a crash; returns how many are still undecided.
+
+        A job a callback already tied to a task, or whose replyRef ``GET scheduler/`` lists, is
+        adopted. One not found is queued again only once its create is older than ``create_grace``
+        (it could still land upstream); until then it keeps its slot and is looked up again.
+        """
+        stuck = [j for j in await self.store.submitting_jobs() if j["id"] not in self._inflight]
+        running: dict[str, dict[str, Any]] = {}
+        if any(not j["task_id"] for j in stuck):
+            try:
+                tasks = await self.upstream.scheduler()
+            except UpstreamError as exc:
+                log.error("cannot reconcile %d interrupted create(s): %s; retrying", len(stuck), exc.message)
+                raise
+            running = {str(t["replyRef"]): t for t in tasks if t.get("replyRef") and t.get("taskId")}
+        now, unresolved = time.time(), 0
         for job in stuck:
             ticket = SubmitTicket(job["id"], int(job["attempt"]), job["reply_ref"], "", {}, job["account"])
             task = running.get(job["reply_ref"])
-            if task and task.get("taskId"):
-                log.info(
-                    "reconciled job=%s replyRef=%s: the create had been accepted", job["id"], job["reply_ref"]
-                )
-                await self.store.record_submitted(
-                    ticket, task["taskId"], account_of(task["taskId"]), _short(task)
-                )
-                await self.after_commit(job["id"])
+            if job["task_id"]:
+                how = "reconciled after a restart: a callback had named the task"
+                await self._accepted(ticket, job["task_id"], None, how)
+            elif task:
+                how = "reconciled after a restart: found by replyRef in GET scheduler/"
+                await self._accepted(ticket, str(task["taskId"]), stored_body(task), how)
+            elif now - float(job["submitting_since"] or 0) >= self.create_grace:
+                reason = "reconciled after a restart: not running upstream, queued again"
+                await self.store.record_deferred(ticket, 0.0, reason)
+                log.info("%s job=%s replyRef=%s", reason, job["id"], job["reply_ref"])
             else:
-                log.info(
-                    "reconciled job=%s replyRef=%s: not running upstream, queued again",
-                    job["id"],
-                    job["reply_ref"],
-                )
-                await self.store.record_deferred(ticket, 0.0, "not found upstream after restart")
+                unresolved += 1
+        self._unresolved = unresolved
+        self._reconcile_at = now + min(5.0, max(0.05, self.create_grace / 4))
+        return unresolved
+
+    # -- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The loop: reconcile, discover accounts, then fill free slots whenever woken."""
+        """Reconcile interrupted creates first, then fill free slots whenever woken."""
+        delay = 0.5
         while True:
             try:
                 await self.reconcile()
                 break
-            except UpstreamError:
-                await asyncio.sleep(5)
-        await self.discover_accounts()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not isinstance(exc, UpstreamError):
+                    log.exception("reconciling interrupted creates failed; retrying")
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
         while True:
             self._wake.clear()
-            await self.fill()
-            due = await self.store.next_submit_due()
-            timeout = 30.0 if due is None else max(0.01, min(30.0, due - time.time()))
+            try:
+                timeout = await self._pass()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("a scheduler pass failed; trying again in a second")
+                timeout = 1.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
-    async def _pinned(self, params: dict[str, Any]) -> list[str | None] | None:
+    async def _pass(self) -> float:
+        """One look at the queue; returns how long the loop may sleep unless woken."""
+        now = time.time()
+        if not self.capacity.has_accounts and now >= self._discover_at:
+            await self.discover_accounts()
+        if self._unresolved and now >= self._reconcile_at:
+            try:
+                await self.reconcile()
+            except UpstreamError:
+                self._reconcile_at = now + 5.0
+        await self.fill()
+        due = [self.capacity.next_change(now)]
+        if not self.capacity.has_accounts:
+            due.append(self._discover_at)
+        if self._unresolved:
+            due.append(self._reconcile_at)
+        return max(0.01, min([IDLE_TICK, *(t - now for t in due if t)]))
+
+    async def fill(self) -> int:
+        """Start as many queued jobs as the accounts have free slots, oldest first."""
+        now = time.time()
+        queued, slots = await self.store.queue_view(now)
+        if not queued:
+            return 0
+        running, explore_busy = self._load(slots)
+        candidates = [await self._candidate(job) for job in queued]
+        explore = {c.job_id for c in candidates if c.explore}
+        started = 0
+        for job_id, account in self.capacity.plan(candidates, running, explore_busy, now):
+            ticket = await self.store.begin_submit(job_id, account)
+            if ticket is None:
+                continue
+            self._inflight[job_id] = (account, job_id in explore)
+            task = asyncio.create_task(self._submit(ticket))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            started += 1
+        return started
+
+    def _load(self, slots: Iterable[Mapping[str, Any]]) -> tuple[dict[Email, int], set[Email]]:
+        """Slots taken per account: running jobs and creates in flight (even one cancelled meanwhile)."""
+        taken = {row["id"]: (row["account"], bool(row["explore"])) for row in slots}
+        for job_id, held in self._inflight.items():
+            taken.setdefault(job_id, held)
+        running = self.capacity.count(account for account, _ in taken.values())
+        explore = {self.capacity.bucket(account) for account, is_explore in taken.values() if is_explore}
+        return running, explore
+
+    async def _candidate(self, job: Mapping[str, Any]) -> Candidate:
+        params = json.loads(job["params"])
+        return Candidate(job["id"], await self._pinned(params), params.get("exploreMode") is True)
+
+    async def _pinned(self, params: Mapping[str, Any]) -> Email:
+        """The account a job must run on: its ``email``, or the owner of an asset it uses."""
         if params.get("email"):
-            return [params["email"]]
+            return str(params["email"])
         for field in _ASSET_FIELDS:
             asset = params.get(field)
             if asset:
                 owner = account_of(asset) or await self.store.asset_account(asset)
                 if owner:
-                    return [owner]
+                    return owner
         return None
 
-    async def fill(self) -> None:
-        """Start as many queued jobs as the accounts have free slots, oldest first."""
-        now = time.time()
-        running = await self.store.active_counts()
-        explore_busy = set(await self.store.explore_accounts())
-        for job in await self.store.queued_jobs(now):
-            params = json.loads(job["params"])
-            allowed = await self._pinned(params)
-            if params.get("exploreMode") is True:
-                candidates = allowed if allowed is not None else self.capacity.known()
-                allowed = [a for a in candidates if a not in explore_busy]
-            account = self.capacity.pick(running, now, allowed)
-            if account is False:
-                continue
-            ticket = await self.store.begin_submit(job["id"], account)
-            if ticket is None:
-                continue
-            running[account] = running.get(account, 0) + 1
-            if params.get("exploreMode") is True:
-                explore_busy.add(account)
-            task = asyncio.create_task(self._submit(ticket))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+    # -- one create ---------------------------------------------------------------------------
 
     def _body(self, ticket: SubmitTicket) -> dict[str, Any]:
         body = dict(ticket.params)
-        if ticket.account and not body.get("email") and len(self.capacity.known()) > 1:
+        if ticket.account and not body.get("email"):
             body["email"] = ticket.account
         body["replyUrl"] = f"{self.callback_root}/callbacks/{ticket.token}"
         body["replyRef"] = ticket.reply_ref
@@ -166,77 +254,144 @@ class Scheduler:
 
     async def _submit(self, ticket: SubmitTicket) -> None:
         try:
-            result = await self.upstream.create(self._body(ticket))
-            await self._handle(ticket, result)
+            await self._create(ticket)
+        except asyncio.CancelledError:
+            raise  # shutting down: the job stays submitting and is reconciled at the next start
         except Exception:
-            log.exception("submit failed job=%s replyRef=%s", ticket.job_id, ticket.reply_ref)
-            await self.store.record_deferred(ticket, time.time() + 5, "internal error")
-        self._wake.set()
+            log.exception(
+                "submit failed job=%s replyRef=%s; checking upstream", ticket.job_id, ticket.reply_ref
+            )
+            self._unresolved += 1  # left submitting: reconcile looks it up by replyRef
+            self._reconcile_at = time.time() + 1.0
+        finally:
+            self._inflight.pop(ticket.job_id, None)
+            self._wake.set()
+
+    async def _create(self, ticket: SubmitTicket) -> None:
+        """Send the create; after a 5xx or timeout, send it again only once upstream says it has none."""
+        tries = 0
+        while True:
+            result = await self.upstream.create(self._body(ticket))
+            if result.kind is not CreateKind.TRANSIENT:
+                await self._handle(ticket, result)
+                return
+            tries += 1
+            reason = f"{result.status or 'no answer'}: {result.message}"
+            await self.store.record_create_retry(ticket, reason, stored_body(result.body))
+            log.warning(
+                "create failed job=%s replyRef=%s (%s); checking", ticket.job_id, ticket.reply_ref, reason
+            )
+            if not await self._settle_unknown(ticket, tries):
+                return
+            log.info("create retried job=%s replyRef=%s try=%d", ticket.job_id, ticket.reply_ref, tries + 1)
+
+    async def _settle_unknown(self, ticket: SubmitTicket, tries: int) -> bool:
+        """Was a failed create accepted after all? Adopt it if so. True: send it again."""
+        task, _ = await self._lookup(ticket)
+        while task is None:
+            await asyncio.sleep(exponential(tries, base=self.retry_base, cap=RETRY_CAP))
+            tries += 1
+            wanted = await self.store.still_submitting(ticket)
+            task, looked = await self._lookup(ticket)
+            if task is None and not wanted:
+                return False  # cancelled meanwhile, and nothing landed upstream
+            if task is None and looked:
+                return True
+        how = "found by replyRef in GET scheduler/ after a failed create"
+        await self._accepted(ticket, str(task["taskId"]), stored_body(task), how)
+        return False
+
+    async def _lookup(self, ticket: SubmitTicket) -> tuple[dict[str, Any] | None, bool]:
+        """``GET scheduler/`` for the ticket's replyRef: (task or None, whether the lookup worked)."""
+        try:
+            tasks = await self.upstream.scheduler()
+        except UpstreamError as exc:
+            await self.store.record_lookup(ticket.job_id, "error", f"GET scheduler/ failed: {exc.message}")
+            return None, False
+        for task in tasks:
+            if task.get("replyRef") == ticket.reply_ref and task.get("taskId"):
+                return task, True
+        await self.store.record_lookup(
+            ticket.job_id, "not-found", f"{ticket.reply_ref} is not running upstream"
+        )
+        return None, True
 
     async def _handle(self, ticket: SubmitTicket, result: CreateResult) -> None:
-        now = time.time()
         if result.kind is CreateKind.ACCEPTED and result.task:
             self.degraded = None
-            await self.store.record_submitted(
-                ticket, result.task["taskId"], result.account, _short(result.body)
-            )
-            log.info(
-                "submitted job=%s replyRef=%s account=%s", ticket.job_id, ticket.reply_ref, result.account
-            )
-            await self.after_commit(ticket.job_id)
+            await self._accepted(ticket, str(result.task["taskId"]), stored_body(result.body), "")
         elif result.kind in (CreateKind.BUSY, CreateKind.THROTTLED):
-            wait = busy_wait()
-            account = result.account or ticket.account
-            if result.kind is CreateKind.BUSY:
-                self.capacity.on_busy(account, now, wait)
-            else:
-                self.capacity.on_throttled(account, now, wait)
-            await self.store.record_deferred(
-                ticket, now + wait, f"429 {result.kind}: {result.message}", _short(result.body)
-            )
-            log.info("429 %s job=%s account=%s retry_in=%.0fs", result.kind, ticket.job_id, account, wait)
-        elif result.kind is CreateKind.REJECTED:
-            if result.status == 401:
-                self.degraded = "useapi.net answered 401 Unauthorized: check USEAPI_TOKEN"
-                log.error("useapi.net rejected the API token (401); jobs are being rejected")
-            await self.store.record_rejected(ticket, result.message, _short(result.body))
-            log.warning(
-                "rejected job=%s replyRef=%s status=%s: %s",
-                ticket.job_id,
-                ticket.reply_ref,
-                result.status,
-                result.message,
-            )
-            await self.after_commit(ticket.job_id)
+            await self._busy(ticket, result)
         else:
-            await self._transient(ticket, result)
+            await self._rejected(ticket, result)
 
-    async def _transient(self, ticket: SubmitTicket, result: CreateResult) -> None:
-        """5xx or network error: the create may have been accepted; look before trying again."""
+    async def _accepted(self, ticket: SubmitTicket, task_id: str, body: str | None, how: str) -> None:
+        account = account_of(task_id) or ticket.account
+        job = await self.store.record_submitted(ticket, task_id, account, body, how)
+        log.info("submitted job=%s replyRef=%s account=%s %s", ticket.job_id, ticket.reply_ref, account, how)
+        if job["status"] == Status.CANCELLED.value:
+            await self._cancel_upstream(ticket.job_id, task_id)
+            self.job_changed(job)
+        elif job["status"] == Status.SUBMITTED.value and job["attempt"] == ticket.attempt:
+            await self.after_commit(ticket.job_id)  # only a move is announced (a callback may have won)
+
+    async def _cancel_upstream(self, job_id: str, task_id: str) -> None:
+        """The job was cancelled while its create was in flight: free the slot the task took."""
         try:
-            for task in await self.upstream.scheduler():
-                if task.get("replyRef") == ticket.reply_ref and task.get("taskId"):
-                    await self.store.record_submitted(
-                        ticket, task["taskId"], account_of(task["taskId"]), _short(task)
-                    )
-                    await self.after_commit(ticket.job_id)
-                    return
+            await self.upstream.cancel(task_id)
+            detail = "DELETE scheduler ok (cancelled while its create was in flight)"
+            await self.store.record_upstream_note(job_id, "cancel", "applied", detail)
         except UpstreamError as exc:
-            log.warning("scheduler lookup failed job=%s: %s", ticket.job_id, exc.message)
-        job = await self.store.job_row(ticket.job_id)
-        wait = exponential(int(job["submit_tries"] or 1), base=5.0, cap=300.0)
-        await self.store.record_deferred(
-            ticket, time.time() + wait, f"transient: {result.message}", _short(result.body)
+            await self.store.record_upstream_note(job_id, "cancel", "error", exc.message)
+
+    async def _busy(self, ticket: SubmitTicket, result: CreateResult) -> None:
+        """429: the job keeps its place in the queue; the account rests 10–30 s or until a job ends."""
+        now, wait = time.time(), self.rest()
+        if result.kind is CreateKind.BUSY:
+            account = result.account or ticket.account
+            self.capacity.on_busy(account, now, wait)
+        else:
+            account = ticket.account
+            self.capacity.on_throttled(account, now, wait)
+        learned = self.capacity.account(self.capacity.bucket(account)).capacity
+        reason = (
+            f"429 ({result.kind}): {result.message} — account {account} rests {wait:.0f} s or until one "
+            f"of its jobs ends (capacity {learned})"
         )
-        log.warning(
-            "create failed job=%s status=%s: %s; retry in %.0fs",
+        await self.store.record_deferred(ticket, 0.0, reason, stored_body(result.body))
+        log.info(
+            "429 %s job=%s replyRef=%s account=%s rest=%.0fs capacity=%d",
+            result.kind,
             ticket.job_id,
+            ticket.reply_ref,
+            account,
+            wait,
+            learned,
+        )
+
+    async def _rejected(self, ticket: SubmitTicket, result: CreateResult) -> None:
+        if result.status == 401:
+            self.degraded = "useapi.net answered 401 Unauthorized: check USEAPI_TOKEN"
+            log.error(
+                "useapi.net refused the API token (401 Unauthorized): creates are rejected until "
+                "USEAPI_TOKEN is fixed and the relay restarted"
+            )
+        await self.store.record_rejected(ticket, result.message, stored_body(result.body))
+        log.warning(
+            "rejected job=%s replyRef=%s status=%s: %s",
+            ticket.job_id,
+            ticket.reply_ref,
             result.status,
             result.message,
-            wait,
         )
+        await self.after_commit(ticket.job_id)
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """Wait for creates in flight (used at shutdown)."""
-        if self._inflight:
-            await asyncio.wait(self._inflight, timeout=timeout)
+        """Wait briefly for creates in flight (at shutdown); the rest resume via reconcile at start."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=1.0)

@@ -22,8 +22,9 @@ from .live import Broadcaster
 from .poller import Poller
 from .scheduler import Scheduler
 from .settings import Settings
-from .states import TERMINAL, Signal, Status
+from .states import Signal
 from .storage import IngestResult, SQLiteStore, open_store
+from .storage.updates import Ingested
 from .taskparse import TaskParseError, account_of, parse_task
 from .upstream import Upstream
 
@@ -128,15 +129,16 @@ class Relay:
         """After a callback or poll: tell listeners, fire the signal, free the slot if it ended."""
         if result.outcome != "applied":
             return
-        job = await self.store.get_job(result.job_id)
+        job = result.job if isinstance(result, Ingested) and result.job else None
+        if job is None:
+            job = await self.store.get_job(result.job_id)
         await self._announce(job, result.signal, result.transition_id)
 
     async def _announce(self, job: dict[str, Any], signal: Signal | None, transition_id: int | None) -> None:
         self.live.publish(job)
         if signal is not None:
             signals.send(self, signal, job, transition_id)
-        if job["status"] in TERMINAL or job["status"] == Status.QUEUED:
-            self.scheduler.slot_freed(job["account"])
+        self.scheduler.job_changed(job)
 
     # -- the API's verbs ----------------------------------------------------------------------
 
@@ -172,11 +174,13 @@ class Relay:
         if len(token) > 128:
             raise NotFound("unknown callback token")
         try:
-            body = json.loads(raw)
-            update = parse_task(body)
-        except (ValueError, TaskParseError) as exc:
-            message = str(exc) if isinstance(exc, TaskParseError) else "the body is not JSON"
-            raise BadRequest(message) from None
+            update = parse_task(json.loads(raw))
+        except TaskParseError as exc:
+            raise BadRequest(str(exc)) from None
+        except (ValueError, RecursionError, OverflowError):
+            # not JSON, nested too deeply, or a number no float can hold (taskparse should
+            # tolerate the last one; until it does the sender learns it was refused, not lost)
+            raise BadRequest("the body is not JSON the relay can read") from None
         result = await self.store.ingest_callback(token, update, raw.decode("utf-8", "replace"))
         log.info(
             "callback job=%s replyRef=%s outcome=%s status=%s",

@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -13,11 +15,15 @@ from typing import Any
 import httpx
 
 from .errors import UpstreamError
+from .logs import redact
 from .taskparse import account_of
 
 PREFIX = "/v1/runwayml"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _NO_CREDITS = "not have enough credits"
+_BUSY = re.compile(r"^Account (?P<email>\S+) is busy executing", re.IGNORECASE)
+_SECRET_KEYS = frozenset({"password", "jwt", "token", "cookie", "cookies", "authorization"})
+STORED_BODY_MAX = 4000
 
 
 class CreateKind(StrEnum):
@@ -47,7 +53,8 @@ class CreateResult:
             return account_of(self.task.get("taskId"))
         if isinstance(self.body, dict) and isinstance(self.body.get("runningTasks"), dict):
             return next(iter(self.body["runningTasks"]), None)
-        return None
+        match = _BUSY.match(self.message) if self.kind is CreateKind.BUSY else None
+        return match["email"] if match else None
 
 
 def _message(body: Any, default: str) -> str:
@@ -68,11 +75,43 @@ def classify_create(status: int, body: Any) -> CreateResult:
             return CreateResult(CreateKind.ACCEPTED, status, "accepted", body, task)
         return CreateResult(CreateKind.TRANSIENT, status, "accepted without a taskId", body)
     if status == 429:
-        busy = isinstance(body, dict) and "runningTasks" in body
+        busy = (isinstance(body, dict) and "runningTasks" in body) or bool(_BUSY.match(message))
         return CreateResult(CreateKind.BUSY if busy else CreateKind.THROTTLED, status, message, body)
-    if status in (400, 401, 402, 403) or _NO_CREDITS in message.lower():
+    if status in (400, 401, 402, 403, 422) or _NO_CREDITS in message.lower():
         return CreateResult(CreateKind.REJECTED, status, message, body)
     return CreateResult(CreateKind.TRANSIENT, status, message, body)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if str(k).lower() in _SECRET_KEYS else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def stored_body(body: Any) -> str | None:
+    """An upstream answer as it may be kept in a job's history: secrets out, at most 4000 characters.
+
+    Callback tokens inside ``replyUrl`` s (a 429 lists other jobs' ``runningTasks``) and fields named
+    like credentials are masked, so the database never holds what could forge a callback or log in.
+    """
+    if body is None:
+        return None
+    text = body if isinstance(body, str) else json.dumps(_scrub(body), default=str)
+    return redact(text)[:STORED_BODY_MAX]
+
+
+def _max_jobs(info: Any) -> int | None:
+    """``maxJobs`` of one ``GET accounts/`` entry, clamped to 1–10 (2 when it is missing or odd)."""
+    if not isinstance(info, dict):
+        return None
+    raw = info.get("maxJobs")
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 2
+    return max(1, min(10, int(value))) if math.isfinite(value) else 2
 
 
 def _decode(response: httpx.Response) -> Any:
@@ -138,11 +177,9 @@ class Upstream:
         found: dict[str, int] = {}
         if isinstance(body, dict):
             for email, info in body.items():
-                max_jobs = info.get("maxJobs") if isinstance(info, dict) else None
-                try:
-                    found[str(email)] = max(1, min(10, int(max_jobs)))  # type: ignore[arg-type]
-                except (TypeError, ValueError):
-                    found[str(email)] = 2
+                max_jobs = _max_jobs(info)
+                if max_jobs is not None:
+                    found[str(email)] = max_jobs
         return found
 
     async def upload_asset(

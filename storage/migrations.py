@@ -137,3 +137,9 @@ def m001_initial(db: Database) -> None:
         {"asset_id": str, "account": str, "name": str, "media_type": str, "created_at": str},
         pk="asset_id",
     )
+
+
+@migrations()
+def m002_jobs_submitting_index(db: Database) -> None:
+    """The scheduler counts jobs whose create is in flight on every pass: index them."""
+    db["jobs"].create_index(["submitting_since"], index_name="idx_jobs_submitting_since")

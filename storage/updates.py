@@ -1,9 +1,15 @@
-"""Updates from upstream: callbacks and polls, through the state machine, one transaction each."""
+"""Updates from upstream: callbacks and polls, through the state machine.
+
+Each update's writes (event, job state, transition, outbox rows) are atomic; updates arriving together
+share one transaction and one fsync (group commit, see :func:`~.base._grouped`), and every caller is
+answered only after the commit that holds its update.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import NotFound
@@ -12,41 +18,74 @@ from ..states import (
     Status,
     on_update,
 )
-from ..taskparse import TaskUpdate
-from .base import StoreBase, _on_writer, token_hash
+from ..taskparse import ArtifactRef, TaskUpdate
+from .base import StoreBase, _grouped, _on_writer, token_hash
 from .records import (
     IngestResult,
 )
 
 
+@dataclass(frozen=True)
+class Ingested(IngestResult):
+    """An :class:`IngestResult` that also carries the job JSON as committed, when the job moved, so
+    whoever announces the move need not read the job again."""
+
+    job: dict[str, Any] | None = None
+
+
+def _text(value: str | None) -> str | None:
+    """SQLite stores valid UTF-8 only: lone surrogates (JSON escapes such as ``\\ud800``) become ``?``."""
+    if value is None:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode()
+    return value
+
+
+def _storable(update: TaskUpdate) -> TaskUpdate:
+    """The update with every text field storable (see :func:`_text`)."""
+    artifacts = tuple(
+        ArtifactRef(str(_text(a.url)), a.size, _text(a.asset_id), _text(a.preview_url))
+        for a in update.artifacts
+    )
+    return replace(
+        update,
+        task_id=_text(update.task_id),
+        raw_status=_text(update.raw_status),
+        progress_text=_text(update.progress_text),
+        error=_text(update.error),
+        reply_ref=_text(update.reply_ref),
+        artifacts=artifacts,
+    )
+
+
 class UpdatesMixin(StoreBase):
-    """Updates from upstream: callbacks and polls, through the state machine, one transaction each."""
+    """Updates from upstream: callbacks and polls, through the state machine."""
 
     # -- updates from upstream ------------------------------------------------------------------
 
-    @_on_writer
+    @_grouped
     def ingest_callback(self, token: str, update: TaskUpdate, body: str) -> IngestResult:
-        """Match a callback by its token (and replyRef) and apply it, all in one transaction."""
-        rows = list(
-            self.db.query(
-                "select job_id, attempt, reply_ref from attempts where token_hash = ?", [token_hash(token)]
-            )
-        )
-        if not rows:
+        """Match a callback by its token (and replyRef) and apply it atomically, committed on return."""
+        match = self.db.conn.execute(
+            "select job_id, attempt, reply_ref from attempts where token_hash = ?", [token_hash(token)]
+        ).fetchone()
+        if match is None:
             raise NotFound("unknown callback token")
-        match = rows[0]
-        if update.reply_ref is not None and update.reply_ref != match["reply_ref"]:
+        job_id, attempt, reply_ref = match
+        if update.reply_ref is not None and update.reply_ref != reply_ref:
             raise NotFound("the callback's replyRef does not belong to this token")
-        with self.db.atomic():
-            return self._ingest(match["job_id"], int(match["attempt"]), update, body, "callback")
+        return self._ingest(job_id, int(attempt), update, body, "callback")
 
-    @_on_writer
+    @_grouped
     def ingest_poll(self, job_id: str, attempt: int, update: TaskUpdate, body: str) -> IngestResult:
         """Apply what ``GET tasks/{taskId}`` answered, exactly as a callback would be applied."""
-        with self.db.atomic():
-            return self._ingest(job_id, attempt, update, body, "poll")
+        return self._ingest(job_id, attempt, update, body, "poll")
 
     def _ingest(self, job_id: str, attempt: int, update: TaskUpdate, body: str, source: str) -> IngestResult:
+        update = _storable(update)
         job = self._job_row(job_id)
         now = time.time()
         if update.status is None:
@@ -77,7 +116,7 @@ class UpdatesMixin(StoreBase):
             extra["last_update_at"] = now
         if not decision.applied:
             if attempt == job["attempt"]:
-                self.db["jobs"].update(job_id, extra)
+                self._update_job(job_id, extra)
             return IngestResult(job_id, decision.outcome.value, None, None)
         if update.task_id and not job["task_id"]:
             extra["task_id"] = update.task_id
@@ -93,8 +132,8 @@ class UpdatesMixin(StoreBase):
                     for a in update.artifacts
                 ]
             )
-        transition = self._apply(job, decision, extra)
-        return IngestResult(job_id, decision.outcome.value, decision.signal, transition)
+        transition, row = self._apply_row(job, decision, extra)
+        return Ingested(job_id, decision.outcome.value, decision.signal, transition, self._job_json(row))
 
     @_on_writer
     def jobs_to_poll(self, now: float, poll_after: float, limit: int = 100) -> list[dict[str, Any]]:

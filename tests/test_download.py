@@ -19,7 +19,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
-from test_handlers_support import event_for, handler_context, succeeded_job
 
 from runway_relay.handlers import PermanentError, netguard, transport
 from runway_relay.handlers.download import DownloadHandler, artifact_names, safe_name
@@ -27,6 +26,7 @@ from runway_relay.handlers.netguard import BlockedURL, check_url, origin
 from runway_relay.taskparse import ArtifactRef
 
 from servers import serve_in_thread
+from test_handlers_support import event_for, handler_context, succeeded_job
 
 pytestmark = pytest.mark.anyio
 DATA = os.urandom(3 * 1024 * 1024 + 123)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runway_relay.errors import Conflict, NotFound
 from runway_relay.states import Signal
 from runway_relay.storage import SQLiteStore, SubmitTicket
+from runway_relay.storage.base import _grouped
 from runway_relay.taskparse import parse_task
 
 pytestmark = pytest.mark.anyio
@@ -162,3 +166,98 @@ async def test_list_jobs_pages_with_a_cursor(store: SQLiteStore) -> None:
     assert [j["id"] for j in rest] == ids[::-1][2:] and end is None
     only, _ = await store.list_jobs(status="succeeded")
     assert only == []
+
+
+# -- group commit: concurrent callbacks share one transaction, each in its own savepoint ---------
+
+
+async def _in_one_group(store: SQLiteStore, *calls: Any) -> list[Any]:
+    """Run the calls while the writer thread is held, so they queue up and commit as ONE group."""
+    gate = threading.Event()
+    store._executor.submit(gate.wait)
+    tasks = [asyncio.ensure_future(call) for call in calls]
+    await asyncio.sleep(0.05)  # every call is queued behind the gate
+    gate.set()
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_failing_callback_in_a_group_rolls_back_alone(tmp_path: Path) -> None:
+    doomed: set[str] = set()
+
+    def fragile_route(job: dict, signal: Signal) -> list[str]:
+        if job["id"] in doomed:  # fails after the event, job update and transition were written
+            raise RuntimeError("route exploded")
+        return route(job, signal)
+
+    store = SQLiteStore(str(tmp_path / "relay.db"), fragile_route)
+    await store.open()
+    try:
+        (a, ta), (b, tb), (c, tc) = [await submitted(store) for _ in range(3)]
+        doomed.add(b["id"])
+        events_before = count(store.path, "events")
+        commits_before = store.group_commits
+        done = task("SUCCEEDED", 1)
+        results = await _in_one_group(
+            store,
+            store.ingest_callback(ta.token, parse_task(done), "{}"),
+            store.ingest_callback(tb.token, parse_task(done), "{}"),
+            store.ingest_callback(tc.token, parse_task(task("RUNNING", "0.4")), "{}"),
+            store.ingest_callback("forged", parse_task(done), "{}"),
+        )
+        assert store.group_commits == commits_before + 1
+        assert [getattr(r, "outcome", type(r).__name__) for r in results] == [
+            "applied",
+            "RuntimeError",
+            "applied",
+            "NotFound",
+        ]
+        assert count(store.path, "events") == events_before + 2
+        assert (await store.get_job(a["id"]))["status"] == "succeeded"
+        assert (await store.get_job(c["id"]))["progress"] == 0.4
+        untouched = await store.get_job(b["id"], events=True)
+        assert untouched["status"] == "submitted"
+        assert [t["to_status"] for t in untouched["transitions"]] == ["submitted"]
+        assert [h["signal"] for h in untouched["handlers"]] == ["job-submitted"]
+    finally:
+        await store.close()
+
+
+async def test_every_answer_comes_after_its_commit(store: SQLiteStore) -> None:
+    pairs = [await submitted(store) for _ in range(5)]
+
+    async def ingest_and_look(ticket: SubmitTicket, n: int) -> int:
+        body = json.dumps({"status": "RUNNING", "progressRatio": 0.5, "n": n})
+        await store.ingest_callback(ticket.token, parse_task(json.loads(body)), body)
+        with sqlite3.connect(store.path) as other:  # another connection sees it at once
+            return other.execute("select count(*) from events where body = ?", [body]).fetchone()[0]
+
+    seen = await _in_one_group(store, *(ingest_and_look(t, n) for n, (_, t) in enumerate(pairs)))
+    assert seen == [1] * 5
+
+
+class _Breaking(SQLiteStore):
+    @_grouped
+    def fails_at_commit(self) -> None:
+        """Writes a row that only the COMMIT finds wrong (a deferred foreign key)."""
+        self.db.execute("PRAGMA defer_foreign_keys = ON")
+        self.db.execute("insert into events (job_id, source, kind, outcome) values ('nope', 't', 't', 't')")
+
+
+async def test_a_failed_commit_fails_the_whole_group(tmp_path: Path) -> None:
+    store = _Breaking(str(tmp_path / "relay.db"), route)
+    await store.open()
+    try:
+        job, ticket = await submitted(store)
+        events_before = count(store.path, "events")
+        results = await _in_one_group(
+            store,
+            store.ingest_callback(ticket.token, parse_task(task("RUNNING", "0.5")), "{}"),
+            store.fails_at_commit(),
+        )
+        assert all(isinstance(r, sqlite3.IntegrityError) for r in results), results
+        assert count(store.path, "events") == events_before
+        # the writer and its connection carry on
+        assert await ingest(store, ticket.token, task("RUNNING", "0.5")) == "applied"
+        assert (await store.get_job(job["id"]))["progress"] == 0.5
+    finally:
+        await store.close()

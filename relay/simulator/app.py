@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -32,7 +33,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .engine import PREVIEW_JPG, SAMPLE_MP4, Chaos, Engine, SimError, SimTask
+from .engine import PREVIEW_JPG, SAMPLE_MP4, Chaos, Engine
+from .tasks import SimTask
+from .validation import SimError
 
 log = logging.getLogger("runway_relay.simulator")
 
@@ -62,16 +65,22 @@ class Simulator:
         step_seconds: float = 1.0,
         base_url: str | None = None,
         runway_429_rate: float = 0.0,
+        runway_capacity: int | None = None,
+        create_delay: float = 0.0,
         chaos: Chaos | None = None,
         seed: int | None = None,
     ) -> None:
         """Configure the simulator; see the package docstring for the meaning of each option."""
         self.rng = random.Random(seed)
         self.engine = Engine(
-            accounts or {"sim-1@example.com": 2}, rng=self.rng, runway_429_rate=runway_429_rate
+            accounts or {"sim-1@example.com": 2},
+            rng=self.rng,
+            runway_429_rate=runway_429_rate,
+            runway_capacity=runway_capacity,
         )
         self.token = token
         self.step_seconds = step_seconds
+        self.create_delay = create_delay
         self.base_url = base_url.rstrip("/") if base_url else None
         self.chaos = chaos or Chaos()
         self.deliveries: list[dict[str, Any]] = []
@@ -89,6 +98,7 @@ class Simulator:
             *self._both(f"{api}/assets", self._guard(self.list_assets), ["GET"]),
             *self._both(f"{api}/assets", self._guard(self.upload_asset), ["POST"]),
             Route("/sim/artifacts/{name}", self.artifact, methods=["GET", "HEAD"]),
+            Route("/sim/stats", self.stats, methods=["GET"]),
         ]
         self.app = Starlette(routes=self.routes)
 
@@ -167,8 +177,17 @@ class Simulator:
         if not isinstance(body, dict):
             raise SimError(400, {"error": "Request body must be a JSON object", "code": 400})
         task = self.engine.create(body, self._base(request))
+        answer = {"task": task.model_json()}
         self._spawn(self._lifecycle(task))
-        return JSONResponse({"task": task.model_json()})
+        if self.create_delay:  # accepted upstream, answer not yet back: the window a crash can hit
+            await asyncio.sleep(self.create_delay)
+        if task.lost_answer:
+            return JSONResponse({"error": "Internal Server Error (simulated)", "code": 500}, status_code=500)
+        return JSONResponse(answer)
+
+    async def stats(self, request: Request) -> Response:
+        """``GET /sim/stats``: accepted creates (their replyRefs), attempts, 429s and tasks."""
+        return JSONResponse(self.engine.stats())
 
     async def get_task(self, request: Request) -> Response:
         """``GET tasks/{taskId}``: the bare task Model."""
@@ -281,7 +300,13 @@ class Simulator:
         if delay:
             await asyncio.sleep(delay)
         status = (payload.get("task") or payload)["status"]
-        record: dict[str, Any] = {"taskId": task.task_id, "status": status, "ok": False}
+        record: dict[str, Any] = {
+            "taskId": task.task_id,
+            "email": task.email,
+            "status": status,
+            "ok": False,
+            "sent_at": time.monotonic(),
+        }
         if task.deleted:  # DELETE scheduler/ stops the callbacks
             return
         if self._client is None:
@@ -294,7 +319,7 @@ class Simulator:
                 answer = await self._client.post(str(task.reply_url), json=payload)
                 record["http_status"] = answer.status_code
                 if answer.is_success:
-                    record["ok"] = True
+                    record["ok"], record["done_at"] = True, time.monotonic()
                     break
             except asyncio.CancelledError:
                 raise

@@ -1,6 +1,7 @@
 """State of the simulated useapi.net Runway upstream: accounts, assets, tasks and their lifecycle.
 
-Pure-ish: no HTTP and no asyncio here, only state and the rules that move it. The HTTP side
+Pure-ish: no HTTP and no asyncio here, only state and the rules that move it (the create body's checks
+are in :mod:`.validation`). The HTTP side
 (:mod:`runway_relay.simulator.app`) drives :meth:`Engine.step` on a timer and delivers callbacks.
 """
 
@@ -10,18 +11,18 @@ import random
 import re
 import time
 import uuid
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .tasks import FAILED, PENDING, RUNNING, SUCCEEDED, THROTTLED, SimTask, format_ratio, now_iso
+from .validation import MODELS as MODELS  # re-exported: the rules the simulator enforces
+from .validation import ModelRule as ModelRule
+from .validation import SimError, as_bool, as_int, bad_request, validate
 
 MEDIA_DIR = Path(__file__).resolve().parent
 SAMPLE_MP4 = MEDIA_DIR / "sample.mp4"
 PREVIEW_JPG = MEDIA_DIR / "preview.jpg"
-
-PENDING, THROTTLED, RUNNING = "PENDING", "THROTTLED", "RUNNING"
-SUCCEEDED, FAILED = "SUCCEEDED", "FAILED"
-TERMINAL = frozenset({SUCCEEDED, FAILED})
 
 RUNWAY_429 = (
     "You have too many tasks running or pending. Please wait for some of them to finish before starting more."
@@ -35,8 +36,8 @@ MODERATION_ERROR: dict[str, Any] = {
     "tally_asimov": False,
 }
 TRANSIENT_ERROR = "Internal error, please retry"
+SERVER_ERROR = "Internal Server Error (simulated)"
 _ASSET_RE = re.compile(r"^user:[^:]*-runwayml:(?P<email>.+)-asset:(?P<uuid>[0-9a-fA-F-]{8,})$")
-_RATIO_RE = re.compile(r"^\d{1,2}:\d{1,2}$")
 
 
 @dataclass(frozen=True)
@@ -47,66 +48,6 @@ class Chaos:
     shuffle: bool = False
     drop: float = 0.0
     delay_max: float = 0.0
-
-
-@dataclass(frozen=True)
-class ModelRule:
-    """The parts of a model's rules (seed page) that the simulator enforces."""
-
-    durations: tuple[int, ...]  # (): "auto", a given duration is ignored
-    aspect_ratios: tuple[str, ...] | None = None  # None: any W:H; (): not supported (ignored)
-    resolutions: tuple[str, ...] = ()  # (): not supported (ignored)
-    prompt_required: bool = False
-    prompt_max: int = 5000
-    image_required: bool = False
-    end_frame: bool = False
-    video_required: bool = False
-    explore: bool = True
-
-
-_169, _RES = ("16:9", "9:16"), ("720p", "1080p")
-_K3 = ModelRule((5, 10, 15), (*_169, "1:1"), prompt_max=2500, end_frame=True)
-_GEN4 = ModelRule((5, 10), None, ("720p",), True, 1000, image_required=True)
-MODELS: dict[str, ModelRule] = {
-    "gen4.5": ModelRule(tuple(range(2, 11)), None, end_frame=True),  # T2V: 16:9 only
-    "gen4": _GEN4,
-    "gen4-turbo": _GEN4,
-    "kling-3.0-pro": _K3,
-    "kling-3.0-standard": _K3,
-    "kling-2.6-pro": ModelRule((5, 10), _169, (), True, 2500),
-    "kling-2.6-i2v": ModelRule((5, 10), (), (), True, 2500, image_required=True),
-    "veo-3.1": ModelRule((4, 6, 8), _169, _RES, end_frame=True, explore=False),
-    "sora-2": ModelRule((4, 8, 12), _169, prompt_max=1000),
-    "sora-2-pro": ModelRule((4, 8, 12), _169, _RES, prompt_max=1000),
-    "wan-2.6-flash": ModelRule((5, 10, 15), (*_169, "1:1"), _RES, True, 1500, image_required=True),
-    "wan-2.2-animate": ModelRule(
-        (), (*_169, "1:1", "4:3", "3:4"), prompt_max=0, image_required=True, video_required=True
-    ),
-}
-
-
-class SimError(Exception):
-    """An error answer: HTTP status and JSON body."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body.get("error", status))
-        self.status = status
-        self.body = body
-
-
-def bad_request(message: str) -> SimError:
-    """A 400 in the seed page's shape."""
-    return SimError(400, {"error": message, "code": 400})
-
-
-def now_iso() -> str:
-    """Current UTC time as Runway writes it: ``2026-03-05T10:00:00.000Z``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def format_ratio(value: float) -> str:
-    """A progress ratio as the string Runway uses (``"0"``, ``"0.25"``, ``"1"``)."""
-    return f"{value:.4f}".rstrip("0").rstrip(".") or "0"
 
 
 def dimensions(aspect_ratio: str, resolution: str | None) -> tuple[int, int]:
@@ -127,104 +68,25 @@ def email_of_asset(asset_id: str) -> str | None:
     return match["email"] if match else None
 
 
-@dataclass
-class SimTask:
-    """One simulated Runway task."""
-
-    task_id: str
-    id: str
-    email: str
-    seq: int
-    model: str
-    options: dict[str, Any]
-    reply_url: str | None
-    reply_ref: str | None
-    explore: bool
-    seconds: int
-    base_url: str
-    running_steps: int
-    fail_kind: str | None
-    created_at: str
-    updated_at: str
-    status: str = PENDING
-    progress: float = 0.0
-    progress_text: str | None = None
-    error: Any = None
-    eta: int = 0
-    artifacts: list[dict[str, Any]] = field(default_factory=list)
-    deleted: bool = False
-    steps_done: int = 0
-    history: list[tuple[str, float, float]] = field(default_factory=list)
-
-    @property
-    def terminal(self) -> bool:
-        """SUCCEEDED or FAILED."""
-        return self.status in TERMINAL
-
-    @property
-    def active(self) -> bool:
-        """Holds an account slot: neither finished nor deleted from the scheduler."""
-        return not self.deleted and not self.terminal
-
-    def summary(self) -> dict[str, Any]:
-        """The ``{taskId, replyUrl, replyRef}`` entry of ``GET scheduler/``."""
-        return {"taskId": self.task_id, "replyUrl": self.reply_url, "replyRef": self.reply_ref}
-
-    def model_json(self) -> dict[str, Any]:
-        """The task Model of the seed page (progressRatio as a string, as Runway sends it)."""
-        return {
-            "id": self.id,
-            "name": self.options["name"],
-            "image": None,
-            "createdAt": self.created_at,
-            "updatedAt": self.updated_at,
-            "taskType": self.model,
-            "options": dict(self.options),
-            "status": self.status,
-            "error": self.error,
-            "progressText": self.progress_text,
-            "progressRatio": format_ratio(self.progress),
-            "estimatedTimeToStartSeconds": self.eta,
-            "artifacts": [dict(a) for a in self.artifacts],
-            "sharedAsset": None,
-            "sourceAssetId": None,
-            "taskId": self.task_id,
-            "replyUrl": self.reply_url,
-            "replyRef": self.reply_ref,
-            "code": 200,
-        }
-
-    def _set(self, status: str, progress: float, text: str | None) -> None:
-        self.status, self.progress, self.progress_text = status, progress, text
-        self.updated_at = now_iso()
-        self.history.append((status, progress, time.monotonic()))
-
-
-def _as_int(body: dict[str, Any], key: str) -> int | None:
-    value = body.get(key)
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise bad_request(f"Parameter {key} must be an integer") from None
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    return bool(value)
-
-
 class Engine:
     """Accounts, assets and tasks of the simulated upstream, with the rules that move them."""
 
-    def __init__(self, accounts: dict[str, int], *, rng: random.Random, runway_429_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        accounts: dict[str, int],
+        *,
+        rng: random.Random,
+        runway_429_rate: float = 0.0,
+        runway_capacity: int | None = None,
+    ) -> None:
         if not accounts:
             raise ValueError("the simulator needs at least one account")
         self.accounts: dict[str, int] = {email: int(n) for email, n in accounts.items()}
         self.rng = rng
         self.runway_429_rate = runway_429_rate
+        self.runway_capacity = runway_capacity
+        self.create_log: list[dict[str, Any]] = []  # every create request: at, email, replyRef, status
+        self._once: set[tuple[str, str]] = set()
         self.tasks: dict[str, SimTask] = {}
         self.assets: dict[str, dict[str, Any]] = {}
         self.artifact_ids: set[str] = set()
@@ -262,76 +124,65 @@ class Engine:
         return min(self.accounts, key=load)
 
     # -- create ----------------------------------------------------------------------------
-    def _validate(self, body: dict[str, Any]) -> tuple[int, str, str | None]:
-        model = body.get("model")
-        rule = MODELS.get(str(model)) if model else None
-        if rule is None:
-            raise bad_request(f"Parameter model ({model}) must be one of {', '.join(MODELS)}")
-        if _as_bool(body.get("exploreMode")) and not rule.explore:
-            raise bad_request(f"Model {model} does not support exploreMode")
-        duration = _as_int(body, "duration")
-        if duration is not None and rule.durations and duration not in rule.durations:
-            raise bad_request(f"Parameter duration ({duration}) is not supported by {model}")
-        seconds = (duration or rule.durations[0]) if rule.durations else 5
-        prompt = body.get("text_prompt") or ""
-        if not isinstance(prompt, str):
-            raise bad_request("Parameter text_prompt must be a string")
-        if rule.prompt_required and not prompt.strip():
-            raise bad_request(f"Parameter text_prompt is required for {model}")
-        if rule.prompt_max and len(prompt) > rule.prompt_max:
-            raise bad_request(f"Parameter text_prompt is longer than {rule.prompt_max} characters")
-        if rule.image_required and not body.get("imageAssetId1"):
-            raise bad_request(f"Parameter imageAssetId1 is required for {model}")
-        if body.get("imageAssetId2") and not rule.end_frame:
-            raise bad_request(f"Parameter imageAssetId2 is not supported by {model}")
-        if rule.video_required and not body.get("videoAssetId"):
-            raise bad_request(f"Parameter videoAssetId is required for {model}")
-        ratio = body.get("aspect_ratio") or None
-        if model == "gen4.5" and ratio not in (None, "16:9") and not body.get("imageAssetId1"):
-            raise bad_request("Parameter aspect_ratio must be 16:9 for gen4.5 text-to-video")
-        if ratio is not None and rule.aspect_ratios is None and not _RATIO_RE.match(str(ratio)):
-            raise bad_request(f"Parameter aspect_ratio ({ratio}) is not valid")
-        if ratio is not None and rule.aspect_ratios and ratio not in rule.aspect_ratios:
-            raise bad_request(f"Parameter aspect_ratio ({ratio}) is not supported by {model}")
-        resolution = body.get("resolution") or None
-        if resolution is not None and rule.resolutions and resolution not in rule.resolutions:
-            raise bad_request(f"Parameter resolution ({resolution}) is not supported by {model}")
-        max_jobs = _as_int(body, "maxJobs")
-        if max_jobs is not None and not 1 <= max_jobs <= 10:
-            raise bad_request("Parameter maxJobs must be between 1 and 10")
-        for key in ("replyUrl", "replyRef"):
-            if len(str(body.get(key) or "")) > 1024:
-                raise bad_request(f"Parameter {key} is longer than 1024 characters")
-        return seconds, str(ratio or "16:9"), resolution
-
     def create(self, body: dict[str, Any], base_url: str) -> SimTask:
-        """Accept a ``videos/create`` body or raise :class:`SimError` (400/402/429)."""
+        """Accept a ``videos/create`` body or raise :class:`SimError` (400/402/429/500)."""
         self.create_attempts += 1
-        seconds, ratio, resolution = self._validate(body)
+        entry: dict[str, Any] = {"at": time.monotonic(), "email": None, "replyRef": body.get("replyRef")}
+        self.create_log.append(entry)
+        try:
+            task = self._create(body, base_url, entry)
+        except SimError as exc:
+            entry["status"] = exc.status
+            raise
+        entry["status"] = 500 if task.lost_answer else 200
+        return task
+
+    def _first_time(self, marker: str, body: dict[str, Any]) -> bool:
+        """True the first time ``marker`` is seen for this replyRef (or prompt): "once" markers."""
+        key = (marker, str(body.get("replyRef") or body.get("text_prompt")))
+        if key in self._once:
+            return False
+        self._once.add(key)
+        return True
+
+    def _create(self, body: dict[str, Any], base_url: str, entry: dict[str, Any]) -> SimTask:
+        seconds, ratio, resolution = validate(body)
         prompt = str(body.get("text_prompt") or "")
         if "[reject]" in prompt:
             raise bad_request("Prompt rejected by the simulator ([reject] marker)")
         if "[nocredits]" in prompt:
             raise SimError(402, {"error": NO_CREDITS})
-        email = self._pick_account(body)
-        limit = _as_int(body, "maxJobs") or self.accounts[email]
+        if "[error500]" in prompt and self._first_time("error500", body):
+            raise SimError(500, {"error": SERVER_ERROR, "code": 500})
+        email = entry["email"] = self._pick_account(body)
+        limit = as_int(body, "maxJobs") or self.accounts[email]
         running = self.active_on(email)
         if len(running) >= limit:
             self.rejected_429 += 1
             entries = [{"email": email, "id": t.id, **t.summary()} for t in running]
             message = f"Account {email} is busy executing {limit} tasks"
             raise SimError(429, {"error": message, "runningTasks": {email: entries}, "code": 429})
-        if self.runway_429_rate and self.rng.random() < self.runway_429_rate:
+        if self._runway_refuses(body, prompt, len(running)):
             self.rejected_429 += 1
             raise SimError(429, {"error": RUNWAY_429})
-        return self._accept(body, email, base_url, seconds, dimensions(ratio, resolution))
+        task = self._accept(body, email, base_url, seconds, dimensions(ratio, resolution))
+        task.lost_answer = "[accept500]" in prompt and self._first_time("accept500", body)
+        return task
+
+    def _runway_refuses(self, body: dict[str, Any], prompt: str, running: int) -> bool:
+        """Runway's own 429: its dynamic limit, a random refusal, or the ``[throttle]`` marker (once)."""
+        if self.runway_capacity is not None and running >= self.runway_capacity:
+            return True
+        if "[throttle]" in prompt and self._first_time("throttle", body):
+            return True
+        return bool(self.runway_429_rate) and self.rng.random() < self.runway_429_rate
 
     def _accept(
         self, body: dict[str, Any], email: str, base_url: str, seconds: int, size: tuple[int, int]
     ) -> SimTask:
-        model, explore = str(body["model"]), _as_bool(body.get("exploreMode"))
+        model, explore = str(body["model"]), as_bool(body.get("exploreMode"))
         prompt, (width, height) = str(body.get("text_prompt") or ""), size
-        seed = _as_int(body, "seed") or self.rng.randint(1, 4294967294)
+        seed = as_int(body, "seed") or self.rng.randint(1, 4294967294)
         name = f"{model} {prompt}".strip()[:100]
         options = {
             "name": name,
@@ -427,6 +278,25 @@ class Engine:
         }
 
     # -- scheduler, accounts, assets -------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """``GET /sim/stats``: what reached the simulator, for checks from another process."""
+        return {
+            "creates": [c.get("replyRef") for c in self.creates],
+            "create_attempts": self.create_attempts,
+            "create_log": [{k: v for k, v in e.items() if k != "at"} for e in self.create_log],
+            "rejected_429": self.rejected_429,
+            "tasks": [
+                {
+                    "taskId": t.task_id,
+                    "email": t.email,
+                    "replyRef": t.reply_ref,
+                    "status": t.status,
+                    "deleted": t.deleted,
+                }
+                for t in self.tasks.values()
+            ],
+        }
+
     def scheduler(self) -> list[dict[str, Any]]:
         """``GET scheduler/``: tasks still running and tracked."""
         return [t.summary() for t in self.tasks.values() if t.active]

@@ -1,0 +1,131 @@
+"""Crash safety of creates: ``kill -9`` the relay between a create and its record, start it again, and
+check upstream got exactly one create per job.
+
+The simulator runs as its own process here (``runway-relay simulate``), as useapi.net would: it does
+not die with the relay, and ``GET /sim/stats`` says what reached it. ``--create-delay`` holds each
+create's answer back after the task exists, which is the window a crash has to hit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from test_scheduler_support import finish, submit, wait_until
+
+from conftest import RelayProcess, free_port, relay_env
+
+ACCOUNT = "crash@sim.test"
+
+
+@contextlib.contextmanager
+def simulator_process(tmp: Path, *options: str) -> Iterator[str]:
+    """``runway-relay simulate`` on a free port; yields its URL."""
+    port = free_port()
+    with (tmp / "simulator.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runway_relay", "simulate", "--port", str(port), *options],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, (tmp / "simulator.log").read_text()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/sim/stats", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the simulator did not start"
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def stats(url: str) -> dict[str, Any]:
+    return httpx.get(f"{url}/sim/stats", timeout=5).json()
+
+
+def creates_of(url: str, reply_ref: str) -> list[dict[str, Any]]:
+    """Every create request for ``reply_ref`` that reached the simulator, whatever its answer."""
+    return [e for e in stats(url)["create_log"] if e["replyRef"] == reply_ref]
+
+
+def detailed(job: dict[str, Any], words: str) -> list[dict[str, Any]]:
+    return [e for e in job["events"] if words in (e["detail"] or "")]
+
+
+def test_kill_9_between_the_create_and_its_record_creates_exactly_once(tmp_path: Path) -> None:
+    # tasks run ~4 s: still running (so listed by GET scheduler/) when the restarted relay looks
+    options = ("--accounts", f"{ACCOUNT}:2", "--step-seconds", "0.8", "--create-delay", "5")
+    with simulator_process(tmp_path, *options) as url:
+        # no callback can reach the relay: only GET scheduler/ can tell it the create was accepted
+        env = relay_env(
+            tmp_path,
+            USEAPI_TOKEN="x",
+            USEAPI_BASE_URL=url,
+            RELAY_PUBLIC_URL=f"http://127.0.0.1:{free_port()}",
+            RELAY_POLL_AFTER="0.2",
+            RELAY_DOWNLOAD_ALLOW_PRIVATE="1",
+        )
+        relay = RelayProcess(tmp_path, env).start()
+        try:
+            first = submit(relay, model="sora-2", duration=12, text_prompt="interrupted")
+            other = submit(relay, model="sora-2", duration=12, text_prompt="interrupted too")
+            refs = [f"{first['id']}.1", f"{other['id']}.1"]
+            wait_until(lambda: set(refs) <= set(stats(url)["creates"]), what="both creates accepted")
+            relay.stop(signal.SIGKILL)  # the answers are still 5 s away
+            relay.start()
+            for job, ref in zip((first, other), refs, strict=True):
+                final = finish(relay, job["id"])
+                assert final["status"] == "succeeded", final
+                assert len(creates_of(url, ref)) == 1  # adopted, never sent twice
+                assert len(detailed(final, "found by replyRef in GET scheduler/")) == 1
+        finally:
+            relay.stop()
+        assert len(stats(url)["create_log"]) == 2
+
+
+def test_a_create_that_never_arrived_is_sent_again_after_a_restart(tmp_path: Path) -> None:
+    with socket.socket() as hole:  # accepts connections, never answers: the create hangs in flight
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(8)
+        env = relay_env(
+            tmp_path,
+            USEAPI_TOKEN="x",
+            USEAPI_BASE_URL=f"http://127.0.0.1:{hole.getsockname()[1]}",
+            RELAY_ACCOUNTS=f"{ACCOUNT}:2",
+        )
+        relay = RelayProcess(tmp_path, env).start()
+        job = submit(relay, model="gen4.5", text_prompt="lost on the way")
+        wait_until(lambda: submitting(relay.db, job["id"]), what="the job is marked submitting")
+        relay.stop(signal.SIGKILL)
+    with sqlite3.connect(relay.db) as db:  # as if the crash was long ago: nothing can land any more
+        db.execute("update jobs set submitting_since = submitting_since - 3600")
+    with simulator_process(tmp_path, "--accounts", f"{ACCOUNT}:2", "--step-seconds", "0.05") as url:
+        relay.env["USEAPI_BASE_URL"] = url
+        relay.start()
+        try:
+            final = finish(relay, job["id"])
+            assert final["status"] == "succeeded"
+            assert len(creates_of(url, f"{job['id']}.1")) == 1
+            assert len(detailed(final, "not running upstream, queued again")) == 1
+        finally:
+            relay.stop()
+
+
+def submitting(db: Path, job_id: str) -> bool:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        row = conn.execute("select submitting_since from jobs where id = ?", [job_id]).fetchone()
+    return bool(row and row[0])
