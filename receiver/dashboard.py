@@ -24,7 +24,10 @@ async def dashboard(request: Request) -> Response:
 async def artifact_file(request: Request) -> Response:
     """A downloaded artifact, only from inside the download folder."""
     root = Path(request.app.state.relay.settings.download_dir).resolve()
-    path = (root / request.path_params["job"] / request.path_params["name"]).resolve()
+    job, name = request.path_params["job"], request.path_params["name"]
+    if "\x00" in job or "\x00" in name:
+        raise NotFound("no such downloaded file")
+    path = (root / job / name).resolve()
     if root not in path.parents or not path.is_file() or path.name.endswith(".part"):
         raise NotFound("no such downloaded file")
     return FileResponse(path)

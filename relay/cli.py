@@ -38,7 +38,13 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-def serve(host: str, port: int) -> None:
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Also log every HTTP request (the relay already logs each callback and job event).",
+)
+def serve(host: str, port: int, access_log: bool) -> None:
     """Run the relay (with the built-in simulator when USEAPI_TOKEN is unset)."""
     import uvicorn
 
@@ -66,7 +72,7 @@ def serve(host: str, port: int) -> None:
         app = create_app(settings)
     except ValueError as exc:
         fail(f"configuration error: {exc}", EXIT_USAGE)
-    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=False)
+    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=False, access_log=access_log)
 
 
 @main.command()

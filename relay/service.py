@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -19,12 +19,12 @@ from .dispatcher import Dispatcher
 from .errors import BadRequest, NotFound, UpstreamError, ValidationError
 from .handlers import HandlerContext, build_handlers
 from .live import Broadcaster
+from .logs import redact
 from .poller import Poller
 from .scheduler import Scheduler
 from .settings import Settings
 from .states import Signal
 from .storage import IngestResult, SQLiteStore, open_store
-from .storage.updates import Ingested
 from .taskparse import TaskParseError, account_of, parse_task
 from .upstream import Upstream
 
@@ -70,8 +70,13 @@ class Relay:
         await self.store.open()
         for name in Signal:
             signals.signal_for(name).connect(self.dispatcher.wake, weak=False)
-        for loop in (self.dispatcher.run(), self.scheduler.run(), self.poller.run()):
-            self._tasks.append(asyncio.create_task(self._guard(loop)))
+        loops = {
+            "dispatcher": self.dispatcher.run,
+            "scheduler": self.scheduler.run,
+            "poller": self.poller.run,
+        }
+        for name, run in loops.items():
+            self._tasks.append(asyncio.create_task(self._guard(name, run)))
         log.info(
             "relay started upstream=%s handlers=%s db=%s",
             "simulator" if settings.simulated else settings.useapi_base_url,
@@ -79,13 +84,19 @@ class Relay:
             settings.db_path,
         )
 
-    async def _guard(self, loop: Any) -> None:
-        try:
-            await loop
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("a background loop stopped unexpectedly")
+    async def _guard(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Keep a background loop alive: if it dies (a database fault, a bug) it restarts after a pause."""
+        pause = 1.0
+        while True:
+            try:
+                await run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the %s loop stopped unexpectedly; restarting it in %.0f s", name, pause)
+                await asyncio.sleep(pause)
+                pause = min(60.0, pause * 2)
 
     async def stop(self) -> None:
         """Stop the loops, let work in flight finish briefly, close everything."""
@@ -129,9 +140,7 @@ class Relay:
         """After a callback or poll: tell listeners, fire the signal, free the slot if it ended."""
         if result.outcome != "applied":
             return
-        job = result.job if isinstance(result, Ingested) and result.job else None
-        if job is None:
-            job = await self.store.get_job(result.job_id)
+        job = result.job or await self.store.get_job(result.job_id)
         await self._announce(job, result.signal, result.transition_id)
 
     async def _announce(self, job: dict[str, Any], signal: Signal | None, transition_id: int | None) -> None:
@@ -177,11 +186,11 @@ class Relay:
             update = parse_task(json.loads(raw))
         except TaskParseError as exc:
             raise BadRequest(str(exc)) from None
-        except (ValueError, RecursionError, OverflowError):
-            # not JSON, nested too deeply, or a number no float can hold (taskparse should
-            # tolerate the last one; until it does the sender learns it was refused, not lost)
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to decode
             raise BadRequest("the body is not JSON the relay can read") from None
-        result = await self.store.ingest_callback(token, update, raw.decode("utf-8", "replace"))
+        # The body echoes replyUrl, which carries the token: keep the history, not the secret.
+        body = redact(raw.decode("utf-8", "replace"))
+        result = await self.store.ingest_callback(token, update, body)
         log.info(
             "callback job=%s replyRef=%s outcome=%s status=%s",
             result.job_id,

@@ -37,6 +37,7 @@ class IngestResult:
     outcome: str
     signal: Signal | None
     transition_id: int | None
+    job: dict[str, Any] | None = None  # the job JSON as committed, when the job moved
 
 
 def iso_now() -> str:

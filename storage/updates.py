@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from ..errors import NotFound
@@ -23,14 +23,6 @@ from .base import StoreBase, _grouped, _on_writer, token_hash
 from .records import (
     IngestResult,
 )
-
-
-@dataclass(frozen=True)
-class Ingested(IngestResult):
-    """An :class:`IngestResult` that also carries the job JSON as committed, when the job moved, so
-    whoever announces the move need not read the job again."""
-
-    job: dict[str, Any] | None = None
 
 
 def _text(value: str | None) -> str | None:
@@ -133,7 +125,7 @@ class UpdatesMixin(StoreBase):
                 ]
             )
         transition, row = self._apply_row(job, decision, extra)
-        return Ingested(job_id, decision.outcome.value, decision.signal, transition, self._job_json(row))
+        return IngestResult(job_id, decision.outcome.value, decision.signal, transition, self._job_json(row))
 
     @_on_writer
     def jobs_to_poll(self, now: float, poll_after: float, limit: int = 100) -> list[dict[str, Any]]:

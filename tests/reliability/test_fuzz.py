@@ -290,11 +290,6 @@ def test_fuzzed_api_requests_never_5xx_and_refused_ones_store_nothing(target: An
     assert "Traceback" not in relay.log()
 
 
-@pytest.mark.xfail(
-    reason="receiver/dashboard.py artifact_file: Path.resolve() raises ValueError on a NUL byte "
-    "(500); it should answer 404. Reported to the lead; this turns XPASS once fixed.",
-    strict=False,
-)
 def test_files_route_refuses_nul_bytes(target: Any) -> None:
     relay, _ = target
     assert relay.api("GET", "/files/0/%00").status_code == 404
