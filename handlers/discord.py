@@ -8,19 +8,17 @@ and the preview image. Mentions are disabled, so a prompt cannot ping ``@everyon
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 
-from .base import HandlerContext, HandlerEvent
+from .base import HandlerContext
 from .notify import (
-    dashboard_link,
+    WebhookNotifier,
     duration_of,
     events_from,
     header_retry_after,
     headline,
-    post,
     preview_url,
     prompt_of,
     required,
@@ -77,26 +75,20 @@ def body_retry_after(response: httpx.Response) -> float | None:
     return header_retry_after(response)
 
 
-class DiscordHandler:
+class DiscordHandler(WebhookNotifier):
     """Posts an embed per configured event; see the module docstring."""
 
     name = "discord"
+    label = "Discord"
 
     def __init__(self, ctx: HandlerContext) -> None:
-        self.ctx = ctx
-        self.url = required(ctx.settings.discord_webhook_url, "RELAY_DISCORD_WEBHOOK_URL", "discord")
-        self.events = events_from(ctx.settings.discord_events)
-        self.max_attempts = ctx.settings.handler_max_attempts
+        url = required(ctx.settings.discord_webhook_url, "RELAY_DISCORD_WEBHOOK_URL", "discord")
+        super().__init__(ctx, url, events_from(ctx.settings.discord_events))
 
-    async def run(self, job: dict[str, Any], event: HandlerEvent) -> str | None:
-        """Post the embed; raises to retry (``RetryAfter`` on 429)."""
-        body = json.dumps(discord_message(job, dashboard_link(self.ctx, job))).encode()
-        await post(
-            self.ctx.http,
-            self.url,
-            what="Discord webhook",
-            content=body,
-            headers={"content-type": "application/json"},
-            retry_after=body_retry_after,
-        )
-        return f"posted to Discord ({job['status']})"
+    def message(self, job: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
+        """The embed message."""
+        return discord_message(job, dashboard)
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """Discord's ``retry_after`` from the body, else the header."""
+        return body_retry_after(response)

@@ -6,13 +6,14 @@ part of an error message.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
 
 from ..states import Signal
-from .base import HandlerContext, PermanentError, RetryAfter, parse_retry_after
+from .base import HandlerContext, HandlerEvent, PermanentError, RetryAfter, parse_retry_after
 
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 # Answers that will not get better by sending the same request again.
@@ -105,3 +106,41 @@ def headline(job: dict[str, Any]) -> str:
         "submitted": "Video submitted",
     }
     return f"{titles.get(str(status), 'Video ' + str(status))}: {job.get('model')}"
+
+
+class WebhookNotifier:
+    """What the Slack and Discord handlers share: build a message, POST it, map the answer.
+
+    A subclass sets ``name`` and ``label`` and implements :meth:`message`; it may override
+    :meth:`retry_after` where the service says how long to wait somewhere other than the header.
+    """
+
+    name = "webhook"
+    label = "webhook"
+
+    def __init__(self, ctx: HandlerContext, url: str, events: frozenset[Signal]) -> None:
+        self.ctx = ctx
+        self.url = url
+        self.events = events
+        self.max_attempts = ctx.settings.handler_max_attempts
+
+    def message(self, job: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
+        """The JSON body to post for ``job``."""
+        raise NotImplementedError
+
+    def retry_after(self, response: httpx.Response) -> float | None:
+        """Seconds a 429 answer asks us to wait."""
+        return header_retry_after(response)
+
+    async def run(self, job: dict[str, Any], event: HandlerEvent) -> str | None:
+        """Post the message; raises to retry (``RetryAfter`` on 429)."""
+        body = json.dumps(self.message(job, dashboard_link(self.ctx, job))).encode()
+        await post(
+            self.ctx.http,
+            self.url,
+            what=f"{self.label} webhook",
+            content=body,
+            headers={"content-type": "application/json"},
+            retry_after=self.retry_after,
+        )
+        return f"posted to {self.label} ({job['status']})"

@@ -7,16 +7,14 @@ to the video and to the dashboard. A 429 answer's ``Retry-After`` is honoured.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from .base import HandlerContext, HandlerEvent
+from .base import HandlerContext
 from .notify import (
-    dashboard_link,
+    WebhookNotifier,
     duration_of,
     events_from,
     headline,
-    post,
     preview_url,
     prompt_of,
     required,
@@ -71,25 +69,16 @@ def slack_message(job: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
     return {"text": f"{headline(job)} ({status})", "blocks": blocks}
 
 
-class SlackHandler:
+class SlackHandler(WebhookNotifier):
     """Posts a message per configured event; see the module docstring."""
 
     name = "slack"
+    label = "Slack"
 
     def __init__(self, ctx: HandlerContext) -> None:
-        self.ctx = ctx
-        self.url = required(ctx.settings.slack_webhook_url, "RELAY_SLACK_WEBHOOK_URL", "slack")
-        self.events = events_from(ctx.settings.slack_events)
-        self.max_attempts = ctx.settings.handler_max_attempts
+        url = required(ctx.settings.slack_webhook_url, "RELAY_SLACK_WEBHOOK_URL", "slack")
+        super().__init__(ctx, url, events_from(ctx.settings.slack_events))
 
-    async def run(self, job: dict[str, Any], event: HandlerEvent) -> str | None:
-        """Post the message; raises to retry (``RetryAfter`` on 429)."""
-        body = json.dumps(slack_message(job, dashboard_link(self.ctx, job))).encode()
-        await post(
-            self.ctx.http,
-            self.url,
-            what="Slack webhook",
-            content=body,
-            headers={"content-type": "application/json"},
-        )
-        return f"posted to Slack ({job['status']})"
+    def message(self, job: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
+        """The Block Kit message."""
+        return slack_message(job, dashboard)
