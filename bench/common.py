@@ -153,19 +153,13 @@ def _wait_up(server: Server, path: str, timeout: float = 60.0) -> Server:
 
 
 @contextlib.contextmanager
-def relay_server(workdir: Path, db: Path, **env: str) -> Iterator[Server]:
-    """``runway-relay serve`` on ``db`` (built-in simulator as upstream); stopped at the end."""
+def _serve(workdir: Path, name: str, argv: list[str], env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Run ``argv`` with a free port appended, as a server process, until the block ends."""
     port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "USEAPI_"))}
-    clean.update({"RELAY_DB": str(db), "RELAY_DOWNLOAD_DIR": str(workdir / "downloads"), **env})
-    log = workdir / f"relay-{port}.log"
+    log = workdir / f"{name}-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runway_relay", "serve", "--port", str(port)],
-            env=clean,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
+            [*argv, str(port)], env=env, stdout=out, stderr=subprocess.STDOUT, cwd=workdir
         )
     server = Server(proc, port, log)
     try:
@@ -175,22 +169,20 @@ def relay_server(workdir: Path, db: Path, **env: str) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
+def relay_server(workdir: Path, db: Path, **env: str) -> Iterator[Server]:
+    """``runway-relay serve`` on ``db`` (built-in simulator as upstream); stopped at the end."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "USEAPI_"))}
+    clean.update({"RELAY_DB": str(db), "RELAY_DOWNLOAD_DIR": str(workdir / "downloads"), **env})
+    argv = [sys.executable, "-m", "runway_relay", "serve", "--port"]
+    with _serve(workdir, "relay", argv, clean) as server:
+        yield server
+
+
+@contextlib.contextmanager
 def bare_server(workdir: Path) -> Iterator[Server]:
     """The bare Starlette endpoint (``python bench/common.py bare PORT``)."""
-    port = free_port()
-    log = workdir / f"bare-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "bare", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-    server = Server(proc, port, log)
-    try:
-        yield _wait_up(server, "/healthz")
-    finally:
-        _stop(proc)
+    with _serve(workdir, "bare", [sys.executable, str(Path(__file__).resolve()), "bare"]) as server:
+        yield server
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

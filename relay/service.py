@@ -237,12 +237,12 @@ class Relay:
 
     async def health(self) -> dict[str, Any]:
         """``/healthz``: ok, or degraded with the reason."""
-        stats = await self.store.stats()
+        jobs = await self.store.job_counts()
         degraded = self.scheduler.degraded
         return {
             "status": "degraded" if degraded else "ok",
             "reason": degraded,
             "upstream": "simulator" if self.settings.simulated else "useapi.net",
-            "jobs": stats["jobs"],
+            "jobs": jobs,
             "handlers": sorted(self.handlers),
         }

@@ -143,3 +143,9 @@ def m001_initial(db: Database) -> None:
 def m002_jobs_submitting_index(db: Database) -> None:
     """The scheduler counts jobs whose create is in flight on every pass: index them."""
     db["jobs"].create_index(["submitting_since"], index_name="idx_jobs_submitting_since")
+
+
+@migrations()
+def m003_events_outcome_index(db: Database) -> None:
+    """/metrics counts callbacks and upstream exchanges by outcome: let it read an index, not the table."""
+    db["events"].create_index(["source", "outcome"], index_name="idx_events_source_outcome")
