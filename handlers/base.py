@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -42,6 +42,8 @@ class HandlerContext:
     http: httpx.AsyncClient
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("runway_relay.handlers"))
     dashboard_url: str | None = None
+    # Tell the relay a handler moved a job itself (resubmit): live views update, the scheduler wakes.
+    job_moved: Callable[[str], Awaitable[None]] | None = None
 
 
 class PermanentError(Exception):

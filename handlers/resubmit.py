@@ -34,4 +34,6 @@ class ResubmitHandler:
         updated = await self.ctx.store.resubmit(job["id"], max_attempts=limit)
         if updated is None:
             return "not re-submitted: the job moved on"
+        if self.ctx.job_moved is not None:
+            await self.ctx.job_moved(job["id"])
         return f"re-submitted as attempt {updated['attempt']}"

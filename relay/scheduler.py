@@ -8,8 +8,8 @@ up the same way before it is ever sent again.
 
 Which job starts where is decided by the pure :meth:`Capacity.plan`; this module does the I/O around it.
 A freed slot is refilled as soon as the job's end is committed (:meth:`Scheduler.job_changed`), not on
-a timer; the timer only wakes the loop when an account's rest ends, and at most a second apart (for
-jobs the ``resubmit`` handler queued again, which nothing announces).
+a timer; a job the ``resubmit`` handler queues again is announced the same way. The timer only wakes
+the loop when an account's rest ends, and at most a second apart as a safety net.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ AfterCommit = Callable[[str], Awaitable[None]]
 _ASSET_FIELDS = ("imageAssetId1", "imageAssetId2", "videoAssetId")
 _TERMINAL = frozenset(s.value for s in TERMINAL)
 CREATE_GRACE = 60.0  # a create sent this recently may still land upstream: don't call it lost yet
-IDLE_TICK = 1.0  # the longest the loop sleeps: it picks up jobs the resubmit handler queued again
+IDLE_TICK = 1.0  # the longest the loop sleeps: a safety net should a queued job go unannounced
 RETRY_CAP = 300.0
 
 

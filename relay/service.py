@@ -53,7 +53,13 @@ class Relay:
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), limits=limits)
         self.upstream = Upstream(self.http, settings.upstream_root, settings.useapi_token)
         # Built here, not at start, so a configuration mistake stops `serve` with a clear message.
-        ctx = HandlerContext(settings, self.store, self.http, dashboard_url=settings.callback_root + "/")
+        ctx = HandlerContext(
+            settings,
+            self.store,
+            self.http,
+            dashboard_url=settings.callback_root + "/",
+            job_moved=self.after_commit,
+        )
         self.handlers: dict[str, Any] = build_handlers(ctx)
         self.dispatcher = Dispatcher(self.store, self.handlers)
         self.scheduler = Scheduler(
