@@ -74,7 +74,7 @@ class Relay:
         """Open the database and start the background loops."""
         settings = self.settings
         await self.store.open()
-        for name in Signal:
+        for name in self._handled_signals():
             signals.signal_for(name).connect(self.dispatcher.wake, weak=False)
         loops = {
             "dispatcher": self.dispatcher.run,
@@ -89,6 +89,10 @@ class Relay:
             ",".join(self.handlers) or "none",
             settings.db_path,
         )
+
+    def _handled_signals(self) -> set[Signal]:
+        """Signals some enabled handler wants: only those can have written outbox rows to run."""
+        return {signal for handler in self.handlers.values() for signal in handler.events}
 
     async def _guard(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Keep a background loop alive: if it dies (a database fault, a bug) it restarts after a pause."""
@@ -106,7 +110,7 @@ class Relay:
 
     async def stop(self) -> None:
         """Stop the loops, let work in flight finish briefly, close everything."""
-        for name in Signal:
+        for name in self._handled_signals():
             signals.signal_for(name).disconnect(self.dispatcher.wake)
         for task in self._tasks:
             task.cancel()
