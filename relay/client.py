@@ -9,8 +9,9 @@ from typing import Any, NoReturn
 import click
 import httpx
 
+from .states import TERMINAL
+
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
-TERMINAL = ("succeeded", "failed", "cancelled", "rejected")
 # How long --wait keeps waiting, after the job ended, for its handlers (the download) to finish.
 HANDLER_GRACE = 120.0
 

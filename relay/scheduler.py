@@ -34,7 +34,6 @@ log = logging.getLogger("runway_relay.scheduler")
 
 AfterCommit = Callable[[str], Awaitable[None]]
 _ASSET_FIELDS = ("imageAssetId1", "imageAssetId2", "videoAssetId")
-_TERMINAL = frozenset(s.value for s in TERMINAL)
 CREATE_GRACE = 60.0  # a create sent this recently may still land upstream: don't call it lost yet
 IDLE_TICK = 1.0  # the longest the loop sleeps: a safety net should a queued job go unannounced
 RETRY_CAP = 300.0
@@ -82,15 +81,10 @@ class Scheduler:
     def job_changed(self, job: Mapping[str, Any]) -> None:
         """A job's new state was committed: a job that held a slot and ended frees it at once."""
         status = job.get("status")
-        if status in _TERMINAL and job.get("task_id"):
+        if status in TERMINAL and job.get("task_id"):
             self.capacity.on_finished(job.get("account"))
-        if status in _TERMINAL or status == Status.QUEUED.value:
+        if status in TERMINAL or status == Status.QUEUED:
             self._wake.set()
-
-    def slot_freed(self, account: str | None) -> None:
-        """A job of ``account`` ended: its rest is over and the queue is looked at at once."""
-        self.capacity.on_finished(account)
-        self._wake.set()
 
     # -- start-up -----------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ is the record, the signal only the trigger).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from blinker import NamedSignal, Namespace
@@ -38,8 +39,6 @@ def signal_for(signal: Signal) -> NamedSignal:
 
 def send(sender: Any, signal: Signal, job: dict[str, Any], transition_id: int | None) -> None:
     """Fire ``signal`` for ``job``; a failing receiver is logged, never breaks the caller."""
-    import logging
-
     try:
         signal_for(signal).send(sender, job=job, signal=signal, transition_id=transition_id)
     except Exception:

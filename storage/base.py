@@ -161,10 +161,6 @@ class StoreBase:
             self._db.close()
             self._db = None
 
-    def set_route(self, route: Route) -> None:
-        """Which handlers get an outbox row for a job's transition."""
-        self._route = route
-
     @property
     def db(self) -> Database:
         if self._db is None:
