@@ -15,6 +15,11 @@ class Broadcaster:
         self._listeners: set[asyncio.Queue[dict[str, Any]]] = set()
         self._size = queue_size
 
+    @property
+    def listening(self) -> bool:
+        """Whether any listener is connected (an update nobody reads need not be built)."""
+        return bool(self._listeners)
+
     def publish(self, job: dict[str, Any]) -> None:
         """Send a job update to every listener."""
         for queue in self._listeners:

@@ -33,6 +33,7 @@ from .records import (
 P = ParamSpec("P")
 R = TypeVar("R")
 Route = Callable[[dict[str, Any], Signal], Sequence[str]]
+Listening = Callable[[Signal | None], bool]
 
 _WRITE_FAILURES = ("readonly", "read-only", "disk is full", "disk i/o", "unable to open")
 MAX_GROUP = 64  # calls that share one transaction (and one fsync) at most
@@ -124,9 +125,18 @@ def token_hash(token: str) -> str:
 class StoreBase:
     """The connection, its writer thread, and the shared write helpers."""
 
-    def __init__(self, path: str, route: Route | None = None, synchronous: str = "FULL") -> None:
+    def __init__(
+        self,
+        path: str,
+        route: Route | None = None,
+        listening: Listening | None = None,
+        synchronous: str = "FULL",
+    ) -> None:
         self.path = path
         self._route: Route = route or (lambda job, signal: ())
+        # Whether anyone reads the job JSON of an update with this signal; when nobody does, the two
+        # reads that build it are skipped (most callbacks are progress ticks nobody subscribes to).
+        self._wants_job_json: Listening = listening or (lambda signal: True)
         self._synchronous = synchronous
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-db")
         self._db: Database | None = None
@@ -277,6 +287,7 @@ class StoreBase:
         detail: str | None = None,
         body: str | None = None,
         attempt: int | None = None,
+        at: str | None = None,
     ) -> int:
         cursor = self.db.execute(
             "insert into events (job_id, attempt, source, kind, outcome, status, progress, detail, body, at) "
@@ -291,7 +302,7 @@ class StoreBase:
                 progress,
                 detail,
                 body,
-                iso_now(),
+                at or iso_now(),
             ],
         )
         return int(cursor.lastrowid or 0)
@@ -303,11 +314,15 @@ class StoreBase:
         return self._apply_row(job, decision, extra)[0]
 
     def _apply_row(
-        self, job: dict[str, Any], decision: Decision, extra: dict[str, Any] | None = None
+        self,
+        job: dict[str, Any],
+        decision: Decision,
+        extra: dict[str, Any] | None = None,
+        now: str | None = None,
     ) -> tuple[int | None, dict[str, Any]]:
         """:meth:`_apply`, also returning the job row as written (no need to read it back)."""
         state = decision.state
-        now = iso_now()
+        now = now or iso_now()
         changes = {
             "status": state.status.value,
             "attempt": state.attempt,
@@ -316,6 +331,7 @@ class StoreBase:
             **(extra or {}),
         }
         self._update_job(job["id"], changes)
+        row = {**job, **changes}
         if state.status is not Status(job["status"]) or decision.signal is not None:
             cursor = self.db.execute(
                 "insert into transitions (job_id, attempt, from_status, to_status, progress, signal, at) "
@@ -332,9 +348,9 @@ class StoreBase:
             )
             transition_id = int(cursor.lastrowid or 0)
             if decision.signal is not None:
-                self._enqueue_runs({**job, **changes}, transition_id, decision.signal, now)
-            return transition_id, {**job, **changes}
-        return None, {**job, **changes}
+                self._enqueue_runs(row, transition_id, decision.signal, now)
+            return transition_id, row
+        return None, row
 
     def _enqueue_runs(self, job: dict[str, Any], transition_id: int, signal: Signal, now: str) -> None:
         names = self._route(job, signal)

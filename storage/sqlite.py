@@ -8,7 +8,7 @@ concern in the mixin modules beside this one.
 
 from __future__ import annotations
 
-from .base import Route, token_hash
+from .base import Listening, Route, token_hash
 from .catalog import CatalogMixin
 from .jobs import JobsMixin
 from .outbox import OutboxMixin
@@ -20,4 +20,4 @@ class SQLiteStore(JobsMixin, SubmitMixin, UpdatesMixin, OutboxMixin, CatalogMixi
     """Jobs, attempts, events, transitions, handler runs and artifacts in one SQLite file."""
 
 
-__all__ = ["Route", "SQLiteStore", "token_hash"]
+__all__ = ["Listening", "Route", "SQLiteStore", "token_hash"]

@@ -20,9 +20,7 @@ from ..states import (
 )
 from ..taskparse import ArtifactRef, TaskUpdate
 from .base import StoreBase, _grouped, _on_writer, token_hash
-from .records import (
-    IngestResult,
-)
+from .records import IngestResult, iso_now
 
 
 def _text(value: str | None) -> str | None:
@@ -38,6 +36,9 @@ def _text(value: str | None) -> str | None:
 
 def _storable(update: TaskUpdate) -> TaskUpdate:
     """The update with every text field storable (see :func:`_text`)."""
+    texts = (update.task_id, update.raw_status, update.progress_text, update.error, update.reply_ref)
+    if all(t is None or t.isascii() for t in texts) and not update.artifacts:
+        return update  # the common case, checked in C: nothing to replace
     artifacts = tuple(
         ArtifactRef(str(_text(a.url)), a.size, _text(a.asset_id), _text(a.preview_url))
         for a in update.artifacts
@@ -61,25 +62,32 @@ class UpdatesMixin(StoreBase):
     @_grouped
     def ingest_callback(self, token: str, update: TaskUpdate, body: str) -> IngestResult:
         """Match a callback by its token (and replyRef) and apply it atomically, committed on return."""
-        match = self.db.conn.execute(
-            "select job_id, attempt, reply_ref from attempts where token_hash = ?", [token_hash(token)]
-        ).fetchone()
+        # The attempt and its job in one statement: this is the hottest read of the relay.
+        cursor = self.db.conn.execute(
+            "select a.attempt as token_attempt, a.reply_ref as token_reply_ref, jobs.* "
+            "from attempts a join jobs on jobs.id = a.job_id where a.token_hash = ?",
+            [token_hash(token)],
+        )
+        match = cursor.fetchone()
         if match is None:
             raise NotFound("unknown callback token")
-        job_id, attempt, reply_ref = match
-        if update.reply_ref is not None and update.reply_ref != reply_ref:
+        if update.reply_ref is not None and update.reply_ref != match[1]:
             raise NotFound("the callback's replyRef does not belong to this token")
-        return self._ingest(job_id, int(attempt), update, body, "callback")
+        job = dict(zip([column[0] for column in cursor.description[2:]], match[2:], strict=True))
+        return self._ingest(job, int(match[0]), update, body, "callback")
 
     @_grouped
     def ingest_poll(self, job_id: str, attempt: int, update: TaskUpdate, body: str) -> IngestResult:
         """Apply what ``GET tasks/{taskId}`` answered, exactly as a callback would be applied."""
-        return self._ingest(job_id, attempt, update, body, "poll")
+        return self._ingest(self._job_row(job_id), attempt, update, body, "poll")
 
-    def _ingest(self, job_id: str, attempt: int, update: TaskUpdate, body: str, source: str) -> IngestResult:
+    def _ingest(
+        self, job: dict[str, Any], attempt: int, update: TaskUpdate, body: str, source: str
+    ) -> IngestResult:
         update = _storable(update)
-        job = self._job_row(job_id)
+        job_id = job["id"]
         now = time.time()
+        at = iso_now()
         if update.status is None:
             self._event(
                 job,
@@ -89,6 +97,7 @@ class UpdatesMixin(StoreBase):
                 detail=f"status {update.raw_status!r}",
                 body=body,
                 attempt=attempt,
+                at=at,
             )
             return IngestResult(job_id, "ignored", None, None)
         decision = on_update(self._state(job), attempt, update.status, update.progress)
@@ -102,6 +111,7 @@ class UpdatesMixin(StoreBase):
             detail=update.progress_text,
             body=body,
             attempt=attempt,
+            at=at,
         )
         extra: dict[str, Any] = {"next_poll_at": None, "poll_tries": 0}
         if attempt == job["attempt"]:
@@ -124,8 +134,17 @@ class UpdatesMixin(StoreBase):
                     for a in update.artifacts
                 ]
             )
-        transition, row = self._apply_row(job, decision, extra)
-        return IngestResult(job_id, decision.outcome.value, decision.signal, transition, self._job_json(row))
+        transition, row = self._apply_row(job, decision, extra, at)
+        brief = {key: row[key] for key in ("id", "status", "account", "task_id")}
+        return IngestResult(
+            job_id,
+            decision.outcome.value,
+            decision.signal,
+            transition,
+            self._job_json(row) if self._wants_job_json(decision.signal) else None,
+            status_changed=row["status"] != job["status"],
+            brief=brief,
+        )
 
     @_on_writer
     def jobs_to_poll(self, now: float, poll_after: float, limit: int = 100) -> list[dict[str, Any]]:

@@ -112,7 +112,10 @@ def test_forged_and_malformed_callbacks_store_nothing(manual: Any) -> None:
     assert httpx.post(reply_url, content=b"not json").status_code == 400
     assert httpx.post(reply_url, json=[1, 2]).status_code == 400
     huge = b'{"status": "RUNNING", "x": "' + b"a" * (1024 * 1024) + b'"}'
-    assert httpx.post(reply_url, content=huge).status_code == 413
+    too_large = httpx.post(reply_url, content=huge)
+    assert too_large.status_code == 413 and "over" in too_large.json()["error"]
+    chunked = httpx.post(reply_url, content=iter([huge[:600_000], huge[600_000:]]))  # no Content-Length
+    assert chunked.status_code == 413 and "over" in chunked.json()["error"]
     assert events(relay) == before
     assert relay.api("GET", f"/api/jobs/{job['id']}").json()["status"] != "succeeded"
 
@@ -129,3 +132,21 @@ def test_tokens_never_reach_the_log_or_the_database(manual: Any) -> None:
     log = relay.log()
     assert f"callback job={job['id']}" in log  # callbacks were logged, and without the token
     assert token not in log and "sim-token" not in log
+
+
+def test_the_log_tells_status_changes_and_keeps_progress_ticks_for_debug(
+    relay_factory: Any, upstream: tuple[Simulator, str]
+) -> None:
+    sim, url = upstream
+    for level, ticks_logged in (("INFO", False), ("DEBUG", True)):
+        relay = relay_factory(USEAPI_TOKEN="sim-token", USEAPI_BASE_URL=url, RELAY_LOG_LEVEL=level)
+        job, reply_url, reply_ref = submitted_job(relay, sim)
+        for progress in (0.2, 0.4, 0.4):  # a status change, a progress tick, a repeat
+            body = {"status": "RUNNING", "progressRatio": progress, "replyRef": reply_ref}
+            assert httpx.post(reply_url, json=body).status_code == 200
+        relay.stop()
+        lines = [line for line in relay.log().splitlines() if f"callback job={job['id']}" in line]
+        assert any("outcome=applied status=RUNNING" in line and " INFO " in line for line in lines)
+        quiet = [line for line in lines if "outcome=duplicate" in line or " DEBUG " in line]
+        assert len(quiet) == (2 if ticks_logged else 0), lines
+        assert all(reply_url.rsplit("/", 1)[-1] not in line for line in lines)

@@ -106,6 +106,32 @@ async def test_unknown_token_and_wrong_reply_ref_store_nothing(store: SQLiteStor
     assert count(store.path, "events") == before
 
 
+async def test_job_json_is_built_only_when_someone_reads_it(tmp_path: Path) -> None:
+    wanted: set[Signal] = {Signal.SUCCEEDED}
+    store = SQLiteStore(str(tmp_path / "relay.db"), route, lambda signal: signal in wanted)
+    await store.open()
+    try:
+        job, ticket = await submitted(store)
+        tick = task("RUNNING", "0.4")
+        quiet = await store.ingest_callback(ticket.token, parse_task(tick), json.dumps(tick))
+        assert quiet.outcome == "applied" and quiet.job is None and quiet.status_changed
+        assert quiet.brief == {
+            "id": job["id"],
+            "status": "running",
+            "account": "a@b.c",
+            "task_id": "user:1-runwayml:a@b.c-task:1",
+        }
+        again = task("RUNNING", "0.6")
+        moved = await store.ingest_callback(ticket.token, parse_task(again), json.dumps(again))
+        assert moved.job is None and not moved.status_changed and moved.brief["status"] == "running"
+        done = task("SUCCEEDED", 1, artifacts=[{"url": "http://x/v.mp4"}])
+        read = await store.ingest_callback(ticket.token, parse_task(done), json.dumps(done))
+        assert read.job is not None and read.job["status"] == "succeeded" and read.job["progress"] == 1.0
+        assert [h["signal"] for h in read.job["handlers"] if h["name"] == "download"] == ["job-succeeded"]
+    finally:
+        await store.close()
+
+
 async def test_resubmit_makes_old_attempt_stale(store: SQLiteStore) -> None:
     job, ticket = await submitted(store)
     await ingest(store, ticket.token, task("FAILED", error="Internal error"))
