@@ -13,14 +13,14 @@ from ..service import Relay
 from ..settings import Settings, load_settings
 from . import api
 from .auth import ApiKeyMiddleware
-from .callbacks import receive_callback
+from .callbacks import CallbackEndpoint
 from .dashboard import artifact_file, dashboard, login
 from .errors import EXCEPTION_HANDLERS
 
 
 def _routes(relay: Relay) -> list[BaseRoute]:
     routes: list[BaseRoute] = [
-        Route("/callbacks/{token}", receive_callback, methods=["POST"]),
+        Route("/callbacks/{token}", CallbackEndpoint(), methods=["POST"]),
         Route("/api/jobs", api.create_job, methods=["POST"]),
         Route("/api/jobs", api.list_jobs, methods=["GET"]),
         Route("/api/jobs/{id}", api.get_job, methods=["GET"]),

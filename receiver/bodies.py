@@ -5,23 +5,34 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
+from starlette.types import Receive, Scope
 
 from ..errors import BadRequest, PayloadTooLarge
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it exceeds ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is over {limit} bytes")
+async def receive_limited(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body of an ASGI request, refusing (413) as soon as it exceeds ``limit`` bytes."""
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise PayloadTooLarge(f"the body is over {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"the body is over {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """:func:`receive_limited` for a Starlette request."""
+    return await receive_limited(request.scope, request.receive, limit)
 
 
 async def read_json(request: Request, limit: int = 1024 * 1024) -> Any:

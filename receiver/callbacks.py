@@ -7,23 +7,37 @@ from __future__ import annotations
 
 import json
 
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ..service import MAX_CALLBACK_BYTES, Relay
-from .bodies import read_limited
+from .bodies import receive_limited
+
+
+def _answer(outcome: str) -> bytes:
+    return json.dumps({"ok": True, "outcome": outcome}).encode()
+
 
 # The answers are few and fixed: encode them once, not per callback.
-_ANSWERS = {
-    outcome: json.dumps({"ok": True, "outcome": outcome}).encode()
-    for outcome in ("applied", "duplicate", "stale", "ignored")
-}
+_ANSWERS = {outcome: _answer(outcome) for outcome in ("applied", "duplicate", "stale", "ignored")}
 
 
-async def receive_callback(request: Request) -> Response:
-    """200 once the callback and its effects are committed; 404/400/413 store nothing."""
-    relay: Relay = request.app.state.relay
-    raw = await read_limited(request, MAX_CALLBACK_BYTES)
-    result = await relay.ingest_callback(request.path_params["token"], raw)
-    body = _ANSWERS.get(result.outcome) or json.dumps({"ok": True, "outcome": result.outcome}).encode()
-    return Response(body, media_type="application/json")
+class CallbackEndpoint:
+    """The endpoint as a plain ASGI app, which Starlette routes like any other.
+
+    Every progress tick of every job lands here, so it skips building Request and Response objects.
+    Errors still reach the app's exception handlers (ExceptionMiddleware): 404/400/413 store nothing.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        relay: Relay = scope["app"].state.relay
+        raw = await receive_limited(scope, receive, MAX_CALLBACK_BYTES)
+        result = await relay.ingest_callback(scope["path_params"]["token"], raw)
+        body = _ANSWERS.get(result.outcome) or _answer(result.outcome)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
