@@ -19,6 +19,7 @@ import shutil
 import signal
 from typing import Any
 
+from .. import affinity
 from ..states import Signal
 from .base import HandlerContext, HandlerEvent, PermanentError
 from .notify import required
@@ -103,6 +104,7 @@ class ExecHandler:
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
         )
+        affinity.release(process.pid)  # the command may use every CPU, not only the relay's one
         out, err = _Tail(), _Tail()
         try:
             async with asyncio.timeout(self.timeout):

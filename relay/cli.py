@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from . import rules
+from . import affinity, rules
 from .client import EXIT_FAILED, EXIT_USAGE, Client, fail
 from .settings import SettingsError, load_settings
 
@@ -70,8 +71,12 @@ def serve(host: str, port: int, access_log: bool) -> None:
         )
     try:
         app = create_app(settings)
+        cpu = affinity.pin(settings.cpu)
     except ValueError as exc:
         fail(f"configuration error: {exc}", EXIT_USAGE)
+    if cpu is not None:
+        log = logging.getLogger("runway_relay")
+        log.info("running on CPU %d (RELAY_CPU=off lets the OS move the relay's threads)", cpu)
     uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=False, access_log=access_log)
 
 

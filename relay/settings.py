@@ -51,6 +51,7 @@ class Settings:
     discord_events: tuple[str, ...] = ("job-succeeded", "job-failed")
     exec_timeout: float = 300.0
     download_max_bytes: int = 8 * 1024**3
+    cpu: str = "auto"
 
     @property
     def simulated(self) -> bool:
@@ -156,6 +157,14 @@ def _events(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tupl
     return names
 
 
+def _cpu(env: Mapping[str, str]) -> str:
+    """``RELAY_CPU``: ``auto`` (default), ``off``, or the number of the CPU ``serve`` runs on."""
+    raw = (env.get("RELAY_CPU") or "auto").strip().lower()
+    if raw in ("auto", "off") or raw.isdigit():
+        return raw
+    raise SettingsError(f"RELAY_CPU={raw!r}: use auto, off, or a CPU number such as 0")
+
+
 def _forward_secret(env: Mapping[str, str]) -> str | None:
     """``RELAY_FORWARD_SECRET``: required with ``RELAY_FORWARD_URL``, a ``whsec_`` + base64 key."""
     secret = (env.get("RELAY_FORWARD_SECRET") or "").strip()
@@ -208,4 +217,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         discord_events=_events(env, "RELAY_DISCORD_EVENTS", ("job-succeeded", "job-failed")),
         exec_timeout=_number(env, "RELAY_EXEC_TIMEOUT", 300.0, 0.01),
         download_max_bytes=int(_number(env, "RELAY_DOWNLOAD_MAX_BYTES", 8 * 1024**3, 1)),
+        cpu=_cpu(env),
     )
