@@ -198,7 +198,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def serve_bare(port: int) -> None:
     """A Starlette app whose callback endpoint reads the body and answers 200, nothing more.
 
-    Started exactly like ``runway-relay serve`` starts uvicorn (same options, same logging).
+    Started exactly like ``runway-relay serve`` starts uvicorn (same options, same logging, same CPU pinning).
     """
     import uvicorn
     from starlette.applications import Starlette
@@ -206,7 +206,7 @@ def serve_bare(port: int) -> None:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from runway_relay import logs
+    from runway_relay import affinity, logs
 
     async def callback(request: Request) -> JSONResponse:
         await request.body()
@@ -222,6 +222,7 @@ def serve_bare(port: int) -> None:
         ]
     )
     logs.setup("INFO")
+    affinity.pin(affinity.AUTO)  # as `runway-relay serve` does by default
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, proxy_headers=False)
 
 

@@ -10,7 +10,8 @@ difference is the memory the download itself needed.
 
 - ``raw``: ``httpx.AsyncClient.stream`` + ``aiter_raw()`` written to ``/dev/null``;
 - ``relay``: :class:`runway_relay.handlers.fetch.Fetcher` (the download handler's code: SSRF guard,
-  ``.part`` file, sha256 while writing, fsync, atomic rename) into a temporary folder, deleted after;
+  ``.part`` file, sha256 while writing, fsync, atomic rename) into a temporary folder, deleted after,
+  on one CPU as ``runway-relay serve`` runs by default (``RELAY_CPU=auto``);
 - ``client`` (for reference): the relay's download client (1 MiB reads) streamed to ``/dev/null``,
   which shows what writing, hashing and fsync cost on this machine.
 
@@ -106,8 +107,11 @@ def measure(mode: str, url: str, size: int) -> None:
     """Download once and print seconds, bytes, sha256 and VmHWM before/after as JSON."""
     import httpx  # noqa: F401  (imported before the baseline, like the relay has it loaded)
 
+    from runway_relay import affinity
     from runway_relay.handlers import fetch  # noqa: F401
 
+    if mode != "raw":
+        affinity.pin(affinity.AUTO)  # on one CPU, as `runway-relay serve` runs by default
     before = vm_kib("VmHWM")
     started = time.perf_counter()
     received, sha = asyncio.run(_relay(url, size) if mode == "relay" else _raw(url, mode == "client"))

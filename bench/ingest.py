@@ -12,7 +12,9 @@ Parts 1 and 2 alternate bare and relay ``--repeat`` times (fresh database each r
 on a shared 2-core machine single runs swing by ±20 %.
 
 Both servers are one uvicorn process started the way ``runway-relay serve`` starts it (httptools and
-uvloop when installed, the same logging), each on 127.0.0.1. Needs ``wrk`` (``apt-get install wrk``).
+uvloop when installed, the same logging, pinned to one CPU as ``RELAY_CPU=auto`` does), each on
+127.0.0.1; part 1 also runs the relay with ``RELAY_CPU=off`` to show what the pinning buys. Needs
+``wrk`` (``apt-get install wrk``).
 """
 
 from __future__ import annotations
@@ -153,22 +155,29 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
         f"\n[1] throughput: wrk -t{WRK_THREADS} -c{args.connections} -d{args.seconds:.0f}s, applied "
         f"callbacks; median of {args.repeat} alternating runs"
     )
-    bares, reals, outcomes = [], [], collections.Counter()
+    bares, reals, floating, outcomes = [], [], [], collections.Counter()
     for n in range(args.repeat):
-        db = work / f"throughput-{n}.db"
-        seed(db, RUNNING_TOKENS)
         with bare_server(work) as bare:
             bares.append(_wrk(bare, work, args, args.seconds))
-        with relay_server(work, db) as relay:
-            reals.append(_wrk(relay, work, args, args.seconds))
-        with sqlite3.connect(db) as conn:
-            sql = "select outcome, count(*) from events where source = 'callback' group by 1"
-            outcomes.update(dict(conn.execute(sql).fetchall()))
-        print(f"  run {n + 1}: bare {bares[-1].rps:.0f} req/s, relay {reals[-1].rps:.0f} req/s")
-    base, real = _median(bares), _median(reals)
+        # As served (on one CPU, RELAY_CPU=auto), and with its threads left to the OS for comparison.
+        for results, cpu in ((reals, "auto"), (floating, "off")):
+            db = work / f"throughput-{n}-{cpu}.db"
+            seed(db, RUNNING_TOKENS)
+            with relay_server(work, db, RELAY_CPU=cpu) as relay:
+                results.append(_wrk(relay, work, args, args.seconds))
+            with sqlite3.connect(db) as conn:
+                sql = "select outcome, count(*) from events where source = 'callback' group by 1"
+                outcomes.update(dict(conn.execute(sql).fetchall()))
+        print(
+            f"  run {n + 1}: bare {bares[-1].rps:.0f} req/s, relay {reals[-1].rps:.0f} req/s, "
+            f"relay with RELAY_CPU=off {floating[-1].rps:.0f} req/s"
+        )
+    base, real, free = _median(bares), _median(reals), _median(floating)
     print(_row("bare endpoint", base))
     print(_row("relay /callbacks", real))
+    print(_row("  ... RELAY_CPU=off", free))
     print(f"  ratio relay/bare: {real.rps / base.rps:.2f}  (goal >= 0.5)")
+    print(f"  ratio relay/bare with RELAY_CPU=off: {free.rps / base.rps:.2f}")
     print(f"  callbacks stored, by outcome (warm-ups included): {dict(outcomes)}")
 
 
