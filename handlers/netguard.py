@@ -22,9 +22,8 @@ class BlockedURL(ValueError):
 
 def origin(url: str) -> str:
     """``scheme://host:port`` of a URL, lower-cased, with the default port filled in."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+    host, port = host_port(url)
+    return f"{urlsplit(url).scheme.lower()}://{host}:{port}"
 
 
 def is_public(address: str) -> bool:
@@ -70,10 +69,20 @@ def check_scheme(url: str) -> None:
         raise BlockedURL(f"only http(s) URLs are fetched, not {parts.scheme or 'this'!r}")
 
 
-async def check_url(url: str, *, allow_private: bool, trusted: frozenset[str] = frozenset()) -> None:
-    """Raise :class:`BlockedURL` unless ``url`` is http(s) and its host is safe to fetch from."""
-    check_scheme(url)
-    if allow_private or origin(url) in trusted:
-        return
-    parts = urlsplit(url)
-    await public_addresses(str(parts.hostname), parts.port or (443 if parts.scheme == "https" else 80))
+async def vetted_addresses(
+    host: str, port: int, *, allow_private: bool, trusted: frozenset[tuple[str, int]] = frozenset()
+) -> list[str]:
+    """The addresses a download may connect to for ``host:port``; :class:`BlockedURL` if none.
+
+    The host itself, unchecked, when private addresses are allowed or ``(host, port)`` is trusted;
+    otherwise every address it resolves to, provided all of them are public.
+    """
+    if allow_private or (host.lower(), port) in trusted:
+        return [host]
+    return await public_addresses(host, port)
+
+
+def host_port(origin_url: str) -> tuple[str, int]:
+    """``(host, port)`` of an origin or URL, the host lower-cased, the default port filled in."""
+    parts = urlsplit(origin_url)
+    return (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)

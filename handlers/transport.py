@@ -2,8 +2,8 @@
 
 DNS rebinding: checking a URL's host and then letting httpx resolve it again leaves a gap (the second
 answer may be ``127.0.0.1``). Instead, the connection pool gets a network backend that resolves the
-name itself, refuses unless every address is public (:func:`.netguard.public_addresses`; or the origin
-is trusted, or private addresses are allowed) and connects to the address it vetted. The host name
+name itself, refuses unless every address is public (or the origin is trusted, or private addresses are
+allowed: :func:`.netguard.vetted_addresses`) and connects to the address it vetted. The host name
 stays the connection's identity, so TLS certificates are still checked against it and keep-alive
 connections are reused only for the same host. Redirect targets pass the same check, since each needs
 a connection of its own, and so does a retry that reconnects.
@@ -19,7 +19,6 @@ import functools
 import ssl
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpcore
 import httpx
@@ -60,7 +59,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, *, allow_private: bool, trusted: frozenset[str] = frozenset()) -> None:
         """``trusted`` holds origins (``scheme://host:port``) whose hosts are connected to unchecked."""
         self.allow_private = allow_private
-        self.trusted = frozenset(_host_port(origin) for origin in trusted)
+        self.trusted = frozenset(netguard.host_port(origin) for origin in trusted)
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
@@ -72,14 +71,13 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         """Resolve and vet ``host``, then connect to the first vetted address that answers."""
-        if self.allow_private or (host.lower(), port) in self.trusted:
-            addresses = [host]
-        else:
-            try:
-                async with asyncio.timeout(timeout):
-                    addresses = await netguard.public_addresses(host, port)
-            except TimeoutError:
-                raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await netguard.vetted_addresses(
+                    host, port, allow_private=self.allow_private, trusted=self.trusted
+                )
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from None
         error: Exception = httpcore.ConnectError(f"no address to connect to for {host}")
         for address in addresses:
             try:
@@ -140,8 +138,3 @@ def guarded_client(
 def _ssl_context() -> ssl.SSLContext:
     """httpx's default verifying context (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` honoured), made once."""
     return httpx.create_ssl_context()
-
-
-def _host_port(origin: str) -> tuple[str, int]:
-    parts = urlsplit(origin)
-    return (parts.hostname or "").lower(), parts.port or (443 if parts.scheme == "https" else 80)

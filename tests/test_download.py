@@ -22,7 +22,8 @@ from starlette.routing import Route
 
 from runway_relay.handlers import PermanentError, netguard, transport
 from runway_relay.handlers.download import DownloadHandler, artifact_names, safe_name
-from runway_relay.handlers.netguard import BlockedURL, check_url, origin
+from runway_relay.handlers.netguard import BlockedURL, origin
+from runway_relay.handlers.transport import GuardedBackend
 from runway_relay.taskparse import ArtifactRef
 
 from servers import serve_in_thread
@@ -185,20 +186,28 @@ async def test_loopback_and_redirects_to_it_are_refused(tmp_path: Path) -> None:
 
 
 async def test_the_guard_refuses_private_metadata_and_odd_schemes() -> None:
-    for url in (
-        "http://169.254.169.254/latest/meta-data/",
-        "http://10.0.0.8/a.mp4",
-        "http://[::1]:8080/a.mp4",
-        "http://[::ffff:127.0.0.1]/a.mp4",
-        "http://localhost/a.mp4",
-        "file:///etc/passwd",
+    backend = GuardedBackend(allow_private=False)
+    for host, port in (
+        ("169.254.169.254", 80),
+        ("10.0.0.8", 80),
+        ("::1", 8080),
+        ("::ffff:127.0.0.1", 80),
+        ("localhost", 80),
     ):
-        with pytest.raises(BlockedURL):
-            await check_url(url, allow_private=False)
-    await check_url("http://10.0.0.8/a.mp4", allow_private=True)
-    await check_url(
-        "http://127.0.0.1:8000/a.mp4", allow_private=False, trusted=frozenset({"http://127.0.0.1:8000"})
-    )
+        with pytest.raises(BlockedURL):  # refused before any connection is tried
+            await backend.connect_tcp(host, port, timeout=5)
+    with pytest.raises(BlockedURL, match="only http"):
+        netguard.check_scheme("file:///etc/passwd")
+    with pytest.raises(BlockedURL, match="unix sockets"):
+        await backend.connect_unix_socket("/run/docker.sock")
+    # Allowed unchecked: private addresses when configured, and trusted origins (the simulator).
+    assert await netguard.vetted_addresses("10.0.0.8", 80, allow_private=True) == ["10.0.0.8"]
+    trusted = GuardedBackend(allow_private=False, trusted=frozenset({"http://127.0.0.1:8000"})).trusted
+    assert await netguard.vetted_addresses("127.0.0.1", 8000, allow_private=False, trusted=trusted) == [
+        "127.0.0.1"
+    ]
+    with pytest.raises(BlockedURL):
+        await netguard.vetted_addresses("127.0.0.1", 8001, allow_private=False, trusted=trusted)
 
 
 async def test_the_connection_goes_to_the_vetted_address(tmp_path: Path, monkeypatch: Any) -> None:
