@@ -3,8 +3,9 @@
 The relay runs two busy threads: the event loop and the SQLite writer. They hand CPython's GIL back
 and forth several times per callback (sqlite3 releases it around every statement). When the two
 threads sit on different cores each hand-off wakes the other core and moves the objects they share
-between caches; on the bench machine that cost ~40 % of callback throughput (bench/RESULTS.md). On one
-core the hand-offs are cheap, and the relay needs little more than one core anyway.
+between caches; on the bench machine one core gave about 1.25× the callback throughput of two
+(bench/RESULTS.md). On one core the hand-offs are cheap, and the relay needs little more than one
+core anyway.
 
 ``runway-relay serve`` pins its process at start (the app factory leaves the process alone). Threads
 started later inherit the CPU; child processes (the ``exec`` handler) get the full set back with
