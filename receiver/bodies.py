@@ -27,7 +27,7 @@ async def receive_limited(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise PayloadTooLarge(f"the body is over {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return b"".join(chunks)
 
 
 async def read_limited(request: Request, limit: int) -> bytes:

@@ -154,13 +154,12 @@ class Relay:
 
     async def publish(self, result: IngestResult) -> None:
         """After a callback or poll: tell listeners, fire the signal, free the slot if it ended."""
-        if result.outcome != "applied":
+        if result.outcome != "applied" or result.brief is None:
             return
-        if result.job is None and result.brief is not None:  # nobody reads the JSON; the scheduler still must
+        if result.job is None:  # nobody reads the JSON; the scheduler still must know
             self.scheduler.job_changed(result.brief)
             return
-        job = result.job or await self.store.get_job(result.job_id)
-        await self._announce(job, result.signal, result.transition_id)
+        await self._announce(result.job, result.signal, result.transition_id)
 
     async def _announce(self, job: dict[str, Any], signal: Signal | None, transition_id: int | None) -> None:
         self.live.publish(job)

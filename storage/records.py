@@ -39,7 +39,7 @@ class IngestResult:
     transition_id: int | None
     job: dict[str, Any] | None = None  # the job JSON as committed, when the job moved and someone listens
     status_changed: bool = False  # the job's status moved (not only its progress)
-    brief: dict[str, Any] | None = None  # id, status, account and task_id as committed, when it moved
+    brief: dict[str, Any] | None = None  # id, status, account and task_id as committed; set when applied
 
 
 def iso_now() -> str:

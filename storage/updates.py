@@ -63,18 +63,18 @@ class UpdatesMixin(StoreBase):
     def ingest_callback(self, token: str, update: TaskUpdate, body: str) -> IngestResult:
         """Match a callback by its token (and replyRef) and apply it atomically, committed on return."""
         # The attempt and its job in one statement: this is the hottest read of the relay.
-        cursor = self.db.conn.execute(
+        rows = self._rows(
             "select a.attempt as token_attempt, a.reply_ref as token_reply_ref, jobs.* "
             "from attempts a join jobs on jobs.id = a.job_id where a.token_hash = ?",
             [token_hash(token)],
         )
-        match = cursor.fetchone()
-        if match is None:
+        if not rows:
             raise NotFound("unknown callback token")
-        if update.reply_ref is not None and update.reply_ref != match[1]:
+        job = rows[0]
+        attempt, reply_ref = job.pop("token_attempt"), job.pop("token_reply_ref")
+        if update.reply_ref is not None and update.reply_ref != reply_ref:
             raise NotFound("the callback's replyRef does not belong to this token")
-        job = dict(zip([column[0] for column in cursor.description[2:]], match[2:], strict=True))
-        return self._ingest(job, int(match[0]), update, body, "callback")
+        return self._ingest(job, int(attempt), update, body, "callback")
 
     @_grouped
     def ingest_poll(self, job_id: str, attempt: int, update: TaskUpdate, body: str) -> IngestResult:
