@@ -20,7 +20,8 @@ from .errors import EXCEPTION_HANDLERS
 
 def _routes(relay: Relay) -> list[BaseRoute]:
     routes: list[BaseRoute] = [
-        Route("/callbacks/{token}", CallbackEndpoint(), methods=["POST"]),
+        # ``:path`` so that ``/callbacks/x/`` is an unknown token (404), not a redirect to ``/callbacks/x``.
+        Route("/callbacks/{token:path}", CallbackEndpoint(), methods=["POST"]),
         Route("/api/jobs", api.create_job, methods=["POST"]),
         Route("/api/jobs", api.list_jobs, methods=["GET"]),
         Route("/api/jobs/{id}", api.get_job, methods=["GET"]),

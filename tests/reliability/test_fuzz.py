@@ -151,6 +151,7 @@ def test_fuzzed_callbacks_never_5xx_and_refused_ones_store_nothing(
             body=raw_json({"status": "FAILED", "error": {"message": "\udfff" * 3}}),
         )
         @example(token="..%2F..%2Fapi%2Fjobs", body=b"{}")
+        @example(token="0%2F", body=b"")  # a trailing slash: 404, not a redirect
         def one(token: str, body: bytes) -> None:
             before = _count(relay, helpers, count_sql)
             answer = client.post(
