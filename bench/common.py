@@ -67,10 +67,10 @@ def task_body(progress: str = "0.5", status: str = "RUNNING") -> dict[str, Any]:
 
 def create_schema(path: Path) -> None:
     """An empty database made by the store's own migrations."""
-    from runway_relay.storage import SQLiteStore
+    from runway_relay.storage import open_store
 
     async def make() -> None:
-        store = SQLiteStore(str(path))
+        store = open_store(str(path), owner=False)
         await store.open()
         await store.close()
 

@@ -20,7 +20,7 @@ from ..settings import Settings
 from ..states import Signal
 
 if TYPE_CHECKING:
-    from ..storage import SQLiteStore
+    from ..storage import JobView
 
 
 @dataclass(frozen=True)
@@ -33,17 +33,24 @@ class HandlerEvent:
     transition_id: int | None
 
 
+Resubmit = Callable[[str, int], Awaitable[int | None]]
+
+
 @dataclass
 class HandlerContext:
-    """What handlers may use: settings, the store, one shared HTTP client and a logger."""
+    """What handlers may use: settings, a narrow view of the store, one shared HTTP client, a logger.
+
+    ``store`` reads jobs and records artifacts, nothing more. ``resubmit(job_id, max_attempts)`` opens a
+    failed job's next attempt through the relay (announced like any other move) and returns its number,
+    or ``None`` when the job has no attempts left or moved on.
+    """
 
     settings: Settings
-    store: SQLiteStore
+    store: JobView
     http: httpx.AsyncClient
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("runway_relay.handlers"))
     dashboard_url: str | None = None
-    # Tell the relay a handler moved a job itself (resubmit): live views update, the scheduler wakes.
-    job_moved: Callable[[str], Awaitable[None]] | None = None
+    resubmit: Resubmit | None = None
 
 
 class PermanentError(Exception):
@@ -84,7 +91,11 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 @runtime_checkable
 class Handler(Protocol):
-    """The handler interface. ``run`` returns a short text kept as the run's output, or ``None``."""
+    """The handler interface. ``run`` returns a short text kept as the run's output, or ``None``.
+
+    A handler may also set ``after``: names of handlers whose runs for the same event must finish
+    (done or dead) before its own run starts.
+    """
 
     name: str
     events: frozenset[Signal]

@@ -5,7 +5,7 @@ The command is split with :func:`shlex.split` and run without a shell, in its ow
 run for ``RELAY_EXEC_TIMEOUT`` seconds (default 300); then the whole group is killed and the run fails.
 The last few KiB of stdout become the run's output; a non-zero exit raises with the tail of stderr, so
 the run is retried and ends ``dead`` after the limit. When the ``download`` handler runs for the same
-event, exec waits for it first, so the paths are there.
+event, the outbox holds the exec run until the download has finished (``after``), so the paths are there.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from .base import HandlerContext, HandlerEvent, PermanentError
 from .notify import required
 
 TAIL_BYTES = 1500
-WAIT_POLL = 0.25
 
 
 class _Tail:
@@ -69,6 +68,7 @@ class ExecHandler:
 
     name = "exec"
     events = frozenset({Signal.SUCCEEDED})
+    after = ("download",)  # the outbox holds this run until the same event's download has finished
 
     def __init__(self, ctx: HandlerContext) -> None:
         """Refuses to start (``ValueError``) when the command is missing or cannot be found."""
@@ -87,7 +87,11 @@ class ExecHandler:
 
     async def run(self, job: dict[str, Any], event: HandlerEvent) -> str | None:
         """Run the command once; raises on a non-zero exit or a timeout."""
-        job = await self._after_download(job, event)
+        downloads = [
+            h for h in job.get("handlers") or [] if (h["name"], h["signal"]) == ("download", event.signal)
+        ]
+        if downloads and max(downloads, key=lambda h: h["id"])["status"] == "dead":
+            raise PermanentError("the download handler ended dead; replay download, then exec")
         paths = [str(a["path"]) for a in job.get("artifacts") or [] if a.get("path")]
         code, out, err = await self._execute([*self.argv, *paths], json.dumps(job).encode())
         program = os.path.basename(self.argv[0])
@@ -122,16 +126,3 @@ class ExecHandler:
                 ) from None
             raise
         return code, out.text(), err.text()
-
-    async def _after_download(self, job: dict[str, Any], event: HandlerEvent) -> dict[str, Any]:
-        """Wait while the download run of this event is pending or running; then the fresh job."""
-        while True:
-            wanted = ("download", event.signal.value)
-            runs = [h for h in job.get("handlers") or [] if (h["name"], h["signal"]) == wanted]
-            latest = max(runs, key=lambda h: h["id"]) if runs else None
-            if latest is None or latest["status"] == "done":
-                return job
-            if latest["status"] == "dead":
-                raise PermanentError("the download handler ended dead; replay download, then exec")
-            await asyncio.sleep(WAIT_POLL)
-            job = await self.ctx.store.get_job(job["id"])

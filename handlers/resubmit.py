@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..states import Signal
-from .base import HandlerContext, HandlerEvent
+from .base import HandlerContext, HandlerEvent, PermanentError
 
 
 class ResubmitHandler:
@@ -31,9 +31,9 @@ class ResubmitHandler:
             return "not re-submitted: moderation failure"
         if job["attempt"] > limit:
             return f"not re-submitted: {limit} re-submission(s) already used"
-        updated = await self.ctx.store.resubmit(job["id"], max_attempts=limit)
-        if updated is None:
+        if self.ctx.resubmit is None:
+            raise PermanentError("this relay cannot re-submit jobs (no resubmit in the handler context)")
+        attempt = await self.ctx.resubmit(job["id"], limit)
+        if attempt is None:
             return "not re-submitted: the job moved on"
-        if self.ctx.job_moved is not None:
-            await self.ctx.job_moved(job["id"])
-        return f"re-submitted as attempt {updated['attempt']}"
+        return f"re-submitted as attempt {attempt}"

@@ -71,6 +71,14 @@ class Capacity:
             if email not in self.configured:
                 self.configured.append(email)
 
+    def restore(self, email: str, capacity: int | None, resting_until: float | None) -> None:
+        """Take over what an earlier scheduler learnt of an account (its lowered capacity, its rest)."""
+        account = self.account(email)
+        if capacity:
+            account.capacity = max(1, min(account.max_jobs, int(capacity)))
+        if resting_until:
+            account.resting_until = max(account.resting_until, float(resting_until))
+
     @property
     def has_accounts(self) -> bool:
         """True once accounts are known (configured or discovered)."""

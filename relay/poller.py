@@ -1,7 +1,8 @@
 """The fallback when callbacks stop: ``GET tasks/{taskId}`` for jobs silent too long.
 
 A poll answer goes through exactly the same state machine as a callback. Failures back off
-exponentially per job. With no public URL the upstream can reach, polling alone drives jobs.
+exponentially per job. With no public URL the upstream can reach, polling alone drives jobs. Only the
+relay that schedules polls, so relays sharing a database do not ask twice.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from .backoff import exponential
 from .errors import UpstreamError
 from .logs import redact
-from .storage import IngestResult, SQLiteStore
+from .storage import IngestResult, Store
 from .taskparse import TaskParseError, parse_task
 from .upstream import Upstream
 
@@ -26,7 +28,7 @@ class Poller:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         upstream: Upstream,
         poll_after: float,
         on_result: Callable[[IngestResult], Awaitable[None]],
@@ -68,7 +70,7 @@ class Poller:
             body = await self.upstream.get_task(task_id)
             update = parse_task(body)
         except (UpstreamError, TaskParseError) as exc:
-            wait = min(3600.0, self.poll_after * 2 ** min(tries, 6))
+            wait = exponential(tries + 1, base=self.poll_after, cap=3600.0)
             await self.store.record_poll_error(job_id, time.time() + wait, str(exc))
             log.warning("poll failed job=%s task=%s: %s; next in %.0fs", job_id, task_id, exc, wait)
             return

@@ -1,14 +1,18 @@
 """Keeps every account's queue full and no fuller: the only place that sends ``videos/create``.
 
+One relay schedules at a time (it holds the ``scheduler`` lease, see :mod:`.coordination`), so an
+account's capacity holds however many relays share the database.
+
 Order of safety: a job is marked *submitting* (with its replyRef and a fresh callback token) before
-the create call, and counts against its account's capacity from then on. After a crash,
-:meth:`Scheduler.reconcile` looks the replyRef up in ``GET scheduler/`` and adopts the task instead of
-creating it twice; a create that failed in a way that may hide an acceptance (5xx, timeout) is looked
-up the same way before it is ever sent again.
+the create call, and counts against its account's capacity from then on. A job left submitting by a
+crash — of this relay or of the one that scheduled before it — is looked up upstream by
+:meth:`Scheduler.reconcile` (``GET scheduler/``, then ``GET tasks/``) and adopted instead of created
+twice; a create that failed in a way that may hide an acceptance (5xx, timeout) is looked up the same
+way before it is ever sent again.
 
 Which job starts where is decided by the pure :meth:`Capacity.plan`; this module does the I/O around it.
-A freed slot is refilled as soon as the job's end is committed (:meth:`Scheduler.job_changed`), not on
-a timer; a job the ``resubmit`` handler queues again is announced the same way. The timer only wakes
+A freed slot is refilled as soon as the job's end is committed (:meth:`Scheduler.job_changed`, from
+this relay or, through the database's notices, from any other), not on a timer. The timer only wakes
 the loop when an account's rest ends, and at most a second apart as a safety net.
 """
 
@@ -25,14 +29,16 @@ from typing import Any
 from .backoff import busy_wait, exponential
 from .capacity import Candidate, Capacity, Email
 from .errors import UpstreamError
+from .recovery import BY_REPLY_REF, Finder, Found, sent_create
 from .states import TERMINAL, Status
-from .storage import SQLiteStore, SubmitTicket
+from .storage import Moved, Store, SubmitTicket
 from .taskparse import account_of
 from .upstream import CreateKind, CreateResult, Upstream, stored_body
 
 log = logging.getLogger("runway_relay.scheduler")
 
-AfterCommit = Callable[[str], Awaitable[None]]
+Announce = Callable[[Moved], Awaitable[None]]
+Adopted = Callable[[str, int, str], Awaitable[None]]  # job id, attempt, task id: look at it now
 _ASSET_FIELDS = ("imageAssetId1", "imageAssetId2", "videoAssetId")
 CREATE_GRACE = 60.0  # a create sent this recently may still land upstream: don't call it lost yet
 IDLE_TICK = 1.0  # the longest the loop sleeps: a safety net should a queued job go unannounced
@@ -44,20 +50,25 @@ class Scheduler:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         upstream: Upstream,
         callback_root: str,
-        after_commit: AfterCommit,
+        announce: Announce,
+        holder: str,
         configured: Mapping[str, int] | None = None,
         *,
+        adopted: Adopted | None = None,
         create_grace: float = CREATE_GRACE,
         retry_base: float = 2.0,
         rest: Callable[[], float] = busy_wait,
     ) -> None:
         self.store = store
         self.upstream = upstream
+        self.finder = Finder(upstream, store)
         self.callback_root = callback_root.rstrip("/")
-        self.after_commit = after_commit
+        self.announce = announce
+        self.holder = holder  # this relay's id: begin_submit checks it still holds the lease
+        self.adopted = adopted
         self.capacity = Capacity()
         self.configured = dict(configured or {})
         self.create_grace = create_grace
@@ -67,6 +78,7 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._inflight: dict[str, tuple[Email, bool]] = {}  # job id → (account, explore)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._dirty: set[str] = set()  # accounts whose learned capacity or rest changed
         self._discover_at = 0.0
         self._discover_tries = 0
         self._unresolved = 0
@@ -83,13 +95,21 @@ class Scheduler:
         status = job.get("status")
         if status in TERMINAL and job.get("task_id"):
             self.capacity.on_finished(job.get("account"))
+            self._changed(job.get("account"))
         if status in TERMINAL or status == Status.QUEUED:
             self._wake.set()
+
+    def _changed(self, account: Email) -> None:
+        if account and self.capacity.has_accounts:
+            self._dirty.add(account)
 
     # -- start-up -----------------------------------------------------------------------------
 
     async def discover_accounts(self) -> bool:
-        """Accounts from configuration, else from ``GET accounts/`` (only email and maxJobs kept)."""
+        """Accounts from configuration, else from ``GET accounts/`` (only email and maxJobs kept).
+
+        What an earlier scheduler learnt (a lowered capacity, a rest) is taken from the database.
+        """
         accounts = dict(self.configured)
         if not accounts:
             try:
@@ -101,41 +121,54 @@ class Scheduler:
                 log.warning("could not list accounts (%s); letting useapi.net choose", exc.message)
         if not accounts:
             self._discover_tries += 1
-            self._discover_at = time.time() + min(60.0, 2.0 ** (self._discover_tries - 1))
+            self._discover_at = time.time() + exponential(self._discover_tries, base=1.0, cap=60.0)
             return False
+        learned = await self.store.accounts()
         await self.store.save_accounts(accounts)
         self.capacity.configure(accounts)
+        for email, row in learned.items():
+            if email in accounts:
+                self.capacity.restore(email, row.get("capacity"), row.get("backoff_until"))
         log.info("accounts: %s", ", ".join(f"{e} (maxJobs {n})" for e, n in accounts.items()))
         return True
 
     async def reconcile(self) -> int:
         """Adopt or re-queue jobs left submitting by a crash; returns how many are still undecided.
 
-        A job a callback already tied to a task, or whose replyRef ``GET scheduler/`` lists, is
-        adopted. One not found is queued again only once its create is older than ``create_grace``
-        (it could still land upstream); until then it keeps its slot and is looked up again.
+        A job a callback already tied to a task, or that a lookup finds upstream, is adopted. One not
+        found is queued again only once its create is older than ``create_grace`` (it could still
+        land upstream) and the lookup worked; until then it keeps its slot and is looked up again.
         """
         stuck = [j for j in await self.store.submitting_jobs() if j["id"] not in self._inflight]
-        running: dict[str, dict[str, Any]] = {}
+        running: dict[str, dict[str, Any]] | None = None
         if any(not j["task_id"] for j in stuck):
             try:
-                tasks = await self.upstream.scheduler()
+                running = await self.finder.running()
             except UpstreamError as exc:
                 log.error("cannot reconcile %d interrupted create(s): %s; retrying", len(stuck), exc.message)
                 raise
-            running = {str(t["replyRef"]): t for t in tasks if t.get("replyRef") and t.get("taskId")}
         now, unresolved = time.time(), 0
         for job in stuck:
             ticket = SubmitTicket(job["id"], int(job["attempt"]), job["reply_ref"], "", {}, job["account"])
-            task = running.get(job["reply_ref"])
             if job["task_id"]:
                 how = "reconciled after a restart: a callback had named the task"
                 await self._accepted(ticket, job["task_id"], None, how)
-            elif task:
-                how = "reconciled after a restart: found by replyRef in GET scheduler/"
-                await self._accepted(ticket, str(task["taskId"]), stored_body(task), how)
-            elif now - float(job["submitting_since"] or 0) >= self.create_grace:
-                reason = "reconciled after a restart: not running upstream, queued again"
+                continue
+            sent = sent_create(job, job["reply_ref"])
+            listed = (running or {}).get(sent.reply_ref)
+            if listed is not None:
+                found = Found(listed, BY_REPLY_REF)
+            elif now - sent.sent_at < self.create_grace:
+                unresolved += 1
+                continue
+            else:
+                found = await self.finder.find(sent, running)
+            if found.task is not None:
+                how = f"reconciled after a restart: found {found.where}"
+                await self._accepted(ticket, str(found.task["taskId"]), stored_body(found.task), how)
+            elif found.looked:
+                reason = "reconciled after a restart: not running upstream nor among its recent tasks, "
+                reason += "queued again"
                 await self.store.record_deferred(ticket, 0.0, reason)
                 log.info("%s job=%s replyRef=%s", reason, job["id"], job["reply_ref"])
             else:
@@ -147,8 +180,11 @@ class Scheduler:
     # -- the loop -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Reconcile interrupted creates first, then fill free slots whenever woken."""
-        delay = 0.5
+        """Reconcile interrupted creates first, then fill free slots whenever woken.
+
+        Cancelling the loop (this relay stopped scheduling) leaves creates in flight to finish.
+        """
+        tries = 0
         while True:
             try:
                 await self.reconcile()
@@ -158,8 +194,8 @@ class Scheduler:
             except Exception as exc:
                 if not isinstance(exc, UpstreamError):
                     log.exception("reconciling interrupted creates failed; retrying")
-                await asyncio.sleep(delay)
-                delay = min(10.0, delay * 2)
+                tries += 1
+                await asyncio.sleep(exponential(tries, base=0.5, cap=10.0))
         while True:
             self._wake.clear()
             try:
@@ -182,6 +218,7 @@ class Scheduler:
                 await self.reconcile()
             except UpstreamError:
                 self._reconcile_at = now + 5.0
+        await self._save_learned()
         await self.fill()
         due = [self.capacity.next_change(now)]
         if not self.capacity.has_accounts:
@@ -189,6 +226,13 @@ class Scheduler:
         if self._unresolved:
             due.append(self._reconcile_at)
         return max(0.01, min([IDLE_TICK, *(t - now for t in due if t)]))
+
+    async def _save_learned(self) -> None:
+        """Keep what the capacity learnt, so the next relay to schedule starts from there."""
+        while self._dirty:
+            email = self._dirty.pop()
+            account = self.capacity.account(email)
+            await self.store.save_capacity(email, account.capacity, account.resting_until)
 
     async def fill(self) -> int:
         """Start as many queued jobs as the accounts have free slots, oldest first."""
@@ -201,7 +245,7 @@ class Scheduler:
         explore = {c.job_id for c in candidates if c.explore}
         started = 0
         for job_id, account in self.capacity.plan(candidates, running, explore_busy, now):
-            ticket = await self.store.begin_submit(job_id, account)
+            ticket = await self.store.begin_submit(job_id, account, self.holder)
             if ticket is None:
                 continue
             self._inflight[job_id] = (account, job_id in explore)
@@ -250,12 +294,12 @@ class Scheduler:
         try:
             await self._create(ticket)
         except asyncio.CancelledError:
-            raise  # shutting down: the job stays submitting and is reconciled at the next start
+            raise  # shutting down: the job stays submitting and is reconciled by the next scheduler
         except Exception:
             log.exception(
                 "submit failed job=%s replyRef=%s; checking upstream", ticket.job_id, ticket.reply_ref
             )
-            self._unresolved += 1  # left submitting: reconcile looks it up by replyRef
+            self._unresolved += 1  # left submitting: reconcile looks it up
             self._reconcile_at = time.time() + 1.0
         finally:
             self._inflight.pop(ticket.job_id, None)
@@ -281,34 +325,23 @@ class Scheduler:
 
     async def _settle_unknown(self, ticket: SubmitTicket, tries: int) -> bool:
         """Was a failed create accepted after all? Adopt it if so. True: send it again."""
-        task, _ = await self._lookup(ticket)
-        while task is None:
+        found = await self._lookup(ticket)
+        while found.task is None:
             await asyncio.sleep(exponential(tries, base=self.retry_base, cap=RETRY_CAP))
             tries += 1
             wanted = await self.store.still_submitting(ticket)
-            task, looked = await self._lookup(ticket)
-            if task is None and not wanted:
+            found = await self._lookup(ticket)
+            if found.task is None and not wanted:
                 return False  # cancelled meanwhile, and nothing landed upstream
-            if task is None and looked:
+            if found.task is None and found.looked:
                 return True
-        how = "found by replyRef in GET scheduler/ after a failed create"
-        await self._accepted(ticket, str(task["taskId"]), stored_body(task), how)
+        how = f"found {found.where} after a failed create"
+        await self._accepted(ticket, str(found.task["taskId"]), stored_body(found.task), how)
         return False
 
-    async def _lookup(self, ticket: SubmitTicket) -> tuple[dict[str, Any] | None, bool]:
-        """``GET scheduler/`` for the ticket's replyRef: (task or None, whether the lookup worked)."""
-        try:
-            tasks = await self.upstream.scheduler()
-        except UpstreamError as exc:
-            await self.store.record_lookup(ticket.job_id, "error", f"GET scheduler/ failed: {exc.message}")
-            return None, False
-        for task in tasks:
-            if task.get("replyRef") == ticket.reply_ref and task.get("taskId"):
-                return task, True
-        await self.store.record_lookup(
-            ticket.job_id, "not-found", f"{ticket.reply_ref} is not running upstream"
-        )
-        return None, True
+    async def _lookup(self, ticket: SubmitTicket) -> Found:
+        row = await self.store.job_row(ticket.job_id)
+        return await self.finder.find(sent_create({**row, "account": ticket.account}, ticket.reply_ref))
 
     async def _handle(self, ticket: SubmitTicket, result: CreateResult) -> None:
         if result.kind is CreateKind.ACCEPTED and result.task:
@@ -321,13 +354,15 @@ class Scheduler:
 
     async def _accepted(self, ticket: SubmitTicket, task_id: str, body: str | None, how: str) -> None:
         account = account_of(task_id) or ticket.account
-        job = await self.store.record_submitted(ticket, task_id, account, body, how)
+        moved = await self.store.record_submitted(ticket, task_id, account, body, how)
         log.info("submitted job=%s replyRef=%s account=%s %s", ticket.job_id, ticket.reply_ref, account, how)
-        if job["status"] == Status.CANCELLED.value:
+        if moved.row["status"] == Status.CANCELLED.value:
             await self._cancel_upstream(ticket.job_id, task_id)
-            self.job_changed(job)
-        elif job["status"] == Status.SUBMITTED.value and job["attempt"] == ticket.attempt:
-            await self.after_commit(ticket.job_id)  # only a move is announced (a callback may have won)
+            self.job_changed(moved.row)
+        elif moved.transition_id is not None:
+            await self.announce(moved)
+        if how and self.adopted is not None and moved.transition_id is not None:
+            await self.adopted(ticket.job_id, ticket.attempt, task_id)  # it may have ended already
 
     async def _cancel_upstream(self, job_id: str, task_id: str) -> None:
         """The job was cancelled while its create was in flight: free the slot the task took."""
@@ -347,6 +382,7 @@ class Scheduler:
         else:
             account = ticket.account
             self.capacity.on_throttled(account, now, wait)
+        self._changed(self.capacity.bucket(account))
         learned = self.capacity.account(self.capacity.bucket(account)).capacity
         reason = (
             f"429 ({result.kind}): {result.message} — account {account} rests {wait:.0f} s or until one "
@@ -370,7 +406,7 @@ class Scheduler:
                 "useapi.net refused the API token (401 Unauthorized): creates are rejected until "
                 "USEAPI_TOKEN is fixed and the relay restarted"
             )
-        await self.store.record_rejected(ticket, result.message, stored_body(result.body))
+        moved = await self.store.record_rejected(ticket, result.message, stored_body(result.body))
         log.warning(
             "rejected job=%s replyRef=%s status=%s: %s",
             ticket.job_id,
@@ -378,10 +414,11 @@ class Scheduler:
             result.status,
             result.message,
         )
-        await self.after_commit(ticket.job_id)
+        if moved is not None:
+            await self.announce(moved)
 
     async def drain(self, timeout: float = 10.0) -> None:
-        """Wait briefly for creates in flight (at shutdown); the rest resume via reconcile at start."""
+        """Wait briefly for creates in flight (at shutdown); the rest resume via reconcile later."""
         if not self._tasks:
             return
         _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)

@@ -1,6 +1,9 @@
 """The relay itself: owns the store, the HTTP client, the scheduler, poller, dispatcher and signals.
 
-The receiver's endpoints are thin wrappers around these methods.
+The receiver's endpoints are thin wrappers around these methods. Every write that moves a job returns
+what moved (:class:`~.storage.Moved`); :meth:`Relay.announce` tells the live views, the blinker
+signal and the scheduler exactly that, after the commit. Moves made by other relays sharing the
+database arrive as notices and reach the same listeners (:meth:`Relay._foreign`).
 """
 
 from __future__ import annotations
@@ -9,22 +12,22 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
 
 from . import rules, signals
+from .coordination import Leadership, guard, relay_id
 from .dispatcher import Dispatcher
 from .errors import BadRequest, NotFound, UpstreamError, ValidationError
-from .handlers import HandlerContext, build_handlers
+from .handlers import Handler, HandlerContext, build_handlers
 from .live import Broadcaster
 from .logs import redact
 from .poller import Poller
 from .scheduler import Scheduler
 from .settings import Settings
 from .states import Signal
-from .storage import IngestResult, SQLiteStore, open_store
+from .storage import IngestResult, Moved, Routing, open_store
 from .taskparse import TaskParseError, account_of, parse_task
 from .upstream import Upstream
 
@@ -38,7 +41,8 @@ class Relay:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.store: SQLiteStore = open_store(settings.db_path, self._route, self._listening)
+        self.id = relay_id()
+        self.store = open_store(settings.db_path, origin=self.id)
         self.live = Broadcaster()
         self.simulator: Any = None
         if settings.simulated:
@@ -58,15 +62,28 @@ class Relay:
             self.store,
             self.http,
             dashboard_url=settings.callback_root + "/",
-            job_moved=self.after_commit,
+            resubmit=self.resubmit,
         )
-        self.handlers: dict[str, Any] = build_handlers(ctx)
-        self.dispatcher = Dispatcher(self.store, self.handlers)
-        self.scheduler = Scheduler(
-            self.store, self.upstream, settings.callback_root, self.after_commit, dict(settings.accounts)
-        )
+        self.handlers: dict[str, Handler] = build_handlers(ctx)
+        self.store.routing = routing_for(self.handlers)
+        lease = settings.lease_seconds
+        self.dispatcher = Dispatcher(self.store, self.handlers, self.id, lease=lease * 3)
         self.poller = Poller(self.store, self.upstream, settings.poll_after, self.publish)
+        self.scheduler = Scheduler(
+            self.store,
+            self.upstream,
+            settings.callback_root,
+            self.announce,
+            self.id,
+            dict(settings.accounts),
+            adopted=self.poller.poll,
+        )
+        self.leadership = Leadership(
+            self.store, self.id, lease, {"scheduler": self.scheduler.run, "poller": self.poller.run}
+        )
         self._tasks: list[asyncio.Task[None]] = []
+        self._foreign_ids: set[str] = set()
+        self._foreign_flush: asyncio.Task[None] | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -74,42 +91,26 @@ class Relay:
         """Open the database and start the background loops."""
         settings = self.settings
         await self.store.open()
+        await self.store.subscribe(self._foreign)
         for name in self._handled_signals():
             signals.signal_for(name).connect(self.dispatcher.wake, weak=False)
-        loops = {
-            "dispatcher": self.dispatcher.run,
-            "scheduler": self.scheduler.run,
-            "poller": self.poller.run,
-        }
+        loops = {"dispatcher": self.dispatcher.run, "leadership": self.leadership.run}
         for name, run in loops.items():
-            self._tasks.append(asyncio.create_task(self._guard(name, run)))
+            self._tasks.append(asyncio.create_task(guard(name, run), name=f"relay-{name}"))
         log.info(
-            "relay started upstream=%s handlers=%s db=%s",
+            "relay started id=%s upstream=%s handlers=%s db=%s",
+            self.id,
             "simulator" if settings.simulated else settings.useapi_base_url,
             ",".join(self.handlers) or "none",
-            settings.db_path,
+            "PostgreSQL (shared)" if self.store.shared else settings.db_path,
         )
 
     def _handled_signals(self) -> set[Signal]:
         """Signals some enabled handler wants: only those can have written outbox rows to run."""
         return {signal for handler in self.handlers.values() for signal in handler.events}
 
-    async def _guard(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
-        """Keep a background loop alive: if it dies (a database fault, a bug) it restarts after a pause."""
-        pause = 1.0
-        while True:
-            try:
-                await run()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("the %s loop stopped unexpectedly; restarting it in %.0f s", name, pause)
-                await asyncio.sleep(pause)
-                pause = min(60.0, pause * 2)
-
     async def stop(self) -> None:
-        """Stop the loops, let work in flight finish briefly, close everything."""
+        """Stop the loops, let work in flight finish briefly, give up the lease, close everything."""
         for name in self._handled_signals():
             signals.signal_for(name).disconnect(self.dispatcher.wake)
         for task in self._tasks:
@@ -119,6 +120,9 @@ class Relay:
                 await task
         await self.scheduler.drain(5)
         await self.dispatcher.drain(5)
+        await self.leadership.resign()
+        if self._foreign_flush is not None:
+            self._foreign_flush.cancel()
         if self.simulator is not None:
             await self.simulator.aclose()
         await self.http.aclose()
@@ -130,42 +134,46 @@ class Relay:
             raise RuntimeError("the simulator runs only when USEAPI_TOKEN is unset")
         return self.simulator.app
 
-    # -- routing of handler runs --------------------------------------------------------------
-
-    def _route(self, job: dict[str, Any], signal: Signal) -> Sequence[str]:
-        chosen = json.loads(job["handlers"]) if job.get("handlers") else None
-        names = chosen if chosen is not None else list(self.handlers)
-        return [n for n in names if n in self.handlers and signal in self.handlers[n].events]
-
-    def _listening(self, signal: Signal | None) -> bool:
-        """Whether an update firing ``signal`` has a reader for its job JSON (runs on the writer)."""
-        if self.live.listening:
-            return True
-        return signal is not None and bool(signals.signal_for(signal).receivers)
-
     # -- after a commit -----------------------------------------------------------------------
 
-    async def after_commit(self, job_id: str) -> None:
-        """Publish a job's new state and fire the signal of its last transition."""
-        job = await self.store.get_job(job_id)
-        last = await self.store.last_transition(job_id)
-        signal = Signal(last["signal"]) if last and last["signal"] else None
-        await self._announce(job, signal, last["id"] if last else None)
-
-    async def publish(self, result: IngestResult) -> None:
-        """After a callback or poll: tell listeners, fire the signal, free the slot if it ended."""
-        if result.outcome != "applied" or result.brief is None:
-            return
-        if result.job is None:  # nobody reads the JSON; the scheduler still must know
-            self.scheduler.job_changed(result.brief)
-            return
-        await self._announce(result.job, result.signal, result.transition_id)
-
-    async def _announce(self, job: dict[str, Any], signal: Signal | None, transition_id: int | None) -> None:
+    async def announce(self, moved: Moved) -> None:
+        """Tell the scheduler, the live views and the signal's receivers what a committed write moved."""
+        self.scheduler.job_changed(moved.row)
+        signal = moved.signal
+        if not (self.live.listening or (signal is not None and signals.signal_for(signal).receivers)):
+            return  # nobody reads the job JSON (most progress ticks): don't build it
+        job = await self.store.job_json(moved.row)
         self.live.publish(job)
         if signal is not None:
-            signals.send(self, signal, job, transition_id)
-        self.scheduler.job_changed(job)
+            signals.send(self, signal, job, moved.transition_id)
+
+    async def publish(self, result: IngestResult) -> None:
+        """After a callback or poll: announce what moved, if anything did."""
+        if result.moved is not None:
+            await self.announce(result.moved)
+
+    def _foreign(self, brief: dict[str, Any] | None) -> None:
+        """Another relay moved a job (``None``: its notices may have been lost; look around)."""
+        if brief is None:
+            self.scheduler.wake()
+            self.dispatcher.wake()
+            return
+        self.scheduler.job_changed(brief)
+        if brief.get("signal") in self._handled_signals():
+            self.dispatcher.wake()  # its outbox rows may be run here as well
+        if self.live.listening:
+            self._foreign_ids.add(str(brief["id"]))
+            if self._foreign_flush is None or self._foreign_flush.done():
+                self._foreign_flush = asyncio.create_task(self._publish_foreign())
+
+    async def _publish_foreign(self) -> None:
+        """Read each job another relay moved and show it to this relay's live views (coalesced)."""
+        while self._foreign_ids:
+            job_id = self._foreign_ids.pop()
+            try:
+                self.live.publish(await self.store.get_job(job_id))
+            except Exception as exc:  # a deleted job, or the database away: the next notice will do
+                log.debug("could not show job=%s moved elsewhere: %s", job_id, exc)
 
     # -- the API's verbs ----------------------------------------------------------------------
 
@@ -190,11 +198,10 @@ class Relay:
                 raise ValidationError(f"{reserved} is set by the relay; leave it out", reserved)
         normalized = rules.validate(params)
         account = normalized.get("email")
-        job = await self.store.create_job(normalized["model"], normalized, handlers, account)
-        log.info("queued job=%s model=%s", job["id"], job["model"])
-        self.live.publish(job)
-        self.scheduler.wake()
-        return job
+        moved = await self.store.create_job(normalized["model"], normalized, handlers, account)
+        log.info("queued job=%s model=%s", moved.job_id, normalized["model"])
+        await self.announce(moved)
+        return await self.store.job_json(moved.row)
 
     async def ingest_callback(self, token: str, raw: bytes) -> IngestResult:
         """Parse a callback body, match it by token and replyRef, apply it durably, then signal."""
@@ -212,7 +219,7 @@ class Relay:
         # Every callback is in the events table; the log tells of status changes and oddities, and
         # keeps progress ticks, repeats and late arrivals for DEBUG (at INFO they cost ~15 % of ingest).
         quiet = result.outcome in ("duplicate", "stale") or (
-            result.outcome == "applied" and not result.status_changed
+            result.moved is not None and not result.moved.status_changed
         )
         log.log(
             logging.DEBUG if quiet else logging.INFO,
@@ -227,15 +234,24 @@ class Relay:
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel: the job ends ``cancelled`` and its upstream slot is freed with DELETE scheduler."""
-        job = await self.store.cancel(job_id)
-        if job["task_id"]:
+        moved = await self.store.cancel(job_id)
+        task_id = moved.row["task_id"]
+        if task_id:
             try:
-                await self.upstream.cancel(job["task_id"])
+                await self.upstream.cancel(task_id)
                 await self.store.record_upstream_note(job_id, "cancel", "applied", "DELETE scheduler ok")
             except UpstreamError as exc:
                 await self.store.record_upstream_note(job_id, "cancel", "error", exc.message)
-        await self.after_commit(job_id)
+        await self.announce(moved)
         return await self.store.get_job(job_id)
+
+    async def resubmit(self, job_id: str, max_attempts: int) -> int | None:
+        """Open a failed job's next attempt (the ``resubmit`` handler); its number, or ``None``."""
+        moved = await self.store.resubmit(job_id, max_attempts)
+        if moved is None:
+            return None
+        await self.announce(moved)
+        return int(moved.row["attempt"])
 
     async def replay(self, job_id: str, handler: str | None) -> list[dict[str, Any]]:
         """Run the handlers of the job's last transition again."""
@@ -269,4 +285,13 @@ class Relay:
             "upstream": "simulator" if self.settings.simulated else "useapi.net",
             "jobs": jobs,
             "handlers": sorted(self.handlers),
+            "relay": self.id,
+            "scheduling": self.leadership.leading,
         }
+
+
+def routing_for(handlers: dict[str, Handler]) -> Routing:
+    """Which enabled handler runs on which signal (in the order they are enabled), and what each waits for."""
+    wanted = {signal: tuple(n for n, h in handlers.items() if signal in h.events) for signal in Signal}
+    after = {n: tuple(a for a in getattr(h, "after", ()) if a in handlers) for n, h in handlers.items()}
+    return Routing({s: names for s, names in wanted.items() if names}, {n: a for n, a in after.items() if a})

@@ -32,6 +32,7 @@ class Settings:
     useapi_base_url: str = DEFAULT_BASE_URL
     public_url: str | None = None
     db_path: str = "./relay.db"
+    lease_seconds: float = 10.0
     download_dir: Path = Path("./downloads")
     api_key: str | None = field(default=None, repr=False)
     handlers: tuple[str, ...] | None = None
@@ -186,6 +187,17 @@ def _forward_secret(env: Mapping[str, str]) -> str | None:
     return secret
 
 
+def _db(env: Mapping[str, str]) -> str:
+    """``RELAY_DB``: a SQLite file path, or a ``postgresql://`` URL."""
+    raw = (env.get("RELAY_DB") or "./relay.db").strip()
+    scheme = raw.partition("://")[0].lower() if "://" in raw else ""
+    if scheme and scheme not in ("postgresql", "postgres"):
+        raise SettingsError(
+            f"RELAY_DB: {scheme}:// is not supported; use a SQLite file path or a postgresql:// URL"
+        )
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the configuration from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -195,7 +207,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         useapi_token=env.get("USEAPI_TOKEN") or None,
         useapi_base_url=base_url,
         public_url=_url(env, "RELAY_PUBLIC_URL"),
-        db_path=env.get("RELAY_DB") or "./relay.db",
+        db_path=_db(env),
+        lease_seconds=_number(env, "RELAY_LEASE_SECONDS", 10.0, 1.0),
         download_dir=Path(env.get("RELAY_DOWNLOAD_DIR") or "./downloads"),
         api_key=env.get("RELAY_API_KEY") or None,
         handlers=(

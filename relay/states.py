@@ -54,6 +54,15 @@ class Signal(StrEnum):
     CANCELLED = "job-cancelled"
 
 
+class RunStatus(StrEnum):
+    """Where one handler run stands in the outbox."""
+
+    PENDING = "pending"  # waiting to be claimed (first try, or a retry at ``next_at``)
+    RUNNING = "running"  # claimed by a relay, under its lease
+    DONE = "done"
+    DEAD = "dead"  # gave up (permanent error or out of attempts); replayable
+
+
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.REJECTED})
 ACTIVE = frozenset({Status.SUBMITTED, Status.PENDING, Status.THROTTLED, Status.RUNNING})
 

@@ -167,6 +167,14 @@ class Upstream:
         body = await self._json("GET", "scheduler/")
         return [t for t in body if isinstance(t, dict)] if isinstance(body, list) else []
 
+    async def recent_tasks(self, email: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """``GET tasks/``: the most recent tasks, newest first (``email`` picks the account)."""
+        params: dict[str, Any] = {"limit": limit, **({"email": email} if email else {})}
+        body = await self._json("GET", "tasks/", params=params)
+        if isinstance(body, dict):
+            body = body.get("tasks")
+        return [t for t in body if isinstance(t, dict)] if isinstance(body, list) else []
+
     async def cancel(self, task_id: str) -> Any:
         """``DELETE scheduler/{taskId}``: stop tracking the task and free its slot."""
         return await self._json("DELETE", f"scheduler/{task_id}")

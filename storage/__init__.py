@@ -1,35 +1,52 @@
 """Storage: the only package that speaks SQL.
 
-``open_store(url)`` picks the backend; today that is SQLite (``RELAY_DB`` a file path). Everything above
-this package talks to the async methods of :class:`SQLiteStore` and never to SQL.
+``open_store(RELAY_DB)`` picks the database — a file path for SQLite (the embedded default), a
+``postgresql://`` URL for PostgreSQL, which several relays may share — and everything above this package
+talks to the :class:`Store` protocol only, never knowing which one it is.
 """
 
 from __future__ import annotations
 
-from .records import IngestResult, SubmitTicket, iso_now
-from .sqlite import Listening, Route, SQLiteStore
+from .interface import JobView, Store
+from .records import IngestResult, Moved, Routing, SubmitTicket, iso_now
+from .sqlite import DatabaseInUse
+from .store import SqlStore
+from .submits import SCHEDULER_LEASE
 
-Store = SQLiteStore
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
-def open_store(url: str, route: Route | None = None, listening: Listening | None = None) -> SQLiteStore:
+def is_postgres(url: str) -> bool:
+    """Whether ``RELAY_DB`` names a PostgreSQL database."""
+    return url.startswith(POSTGRES_SCHEMES)
+
+
+def open_store(url: str, routing: Routing | None = None, *, origin: str = "", owner: bool = True) -> Store:
     """A store for ``RELAY_DB`` (call ``await store.open()`` before use).
 
-    ``route`` names the handlers a transition runs; ``listening`` tells whether anyone will read the
-    job JSON of an update that fires a given signal (default: always build it).
+    ``routing`` names the handlers each signal runs; ``origin`` is this relay's id (its notices to
+    other relays carry it); ``owner`` is False for tools (``prune``, ``backup``) that open the
+    database of a serving relay beside it.
     """
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("RELAY_DB: the PostgreSQL backend is not available yet; use a file path")
-    return SQLiteStore(url, route, listening)
+    if is_postgres(url):
+        from .postgres import PostgresConnector
+
+        return SqlStore(PostgresConnector(url), routing, origin)
+    from .sqlite import SQLiteConnector
+
+    return SqlStore(SQLiteConnector(url, owner=owner), routing, origin)
 
 
 __all__ = [
+    "SCHEDULER_LEASE",
+    "DatabaseInUse",
     "IngestResult",
-    "Listening",
-    "Route",
-    "SQLiteStore",
+    "JobView",
+    "Moved",
+    "Routing",
     "Store",
     "SubmitTicket",
+    "is_postgres",
     "iso_now",
     "open_store",
 ]

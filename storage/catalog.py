@@ -1,98 +1,103 @@
-"""Artifacts, accounts, assets and the numbers behind /metrics."""
+"""Artifacts, accounts, assets and the numbers behind /metrics and /healthz."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .base import StoreBase, _on_writer
-from .records import (
-    iso_now,
-)
+from .connector import Tx
+from .core import StoreCore, reads, writes
+from .records import iso_now
 
 
-class CatalogMixin(StoreBase):
-    """Artifacts, accounts, assets and the numbers behind /metrics."""
+class CatalogMixin(StoreCore):
+    """Artifacts, accounts, assets and the numbers behind /metrics and /healthz."""
 
     # -- artifacts, accounts, assets ------------------------------------------------------------
 
-    @_on_writer
-    def artifact(self, job_id: str, url: str) -> dict[str, Any] | None:
+    @reads
+    async def artifact(self, tx: Tx, job_id: str, url: str) -> dict[str, Any] | None:
         """The stored artifact for ``url`` of a job, if it was downloaded."""
-        rows = list(self.db.query("select * from artifacts where job_id = ? and url = ?", [job_id, url]))
-        return rows[0] if rows else None
+        return await tx.one("select * from artifacts where job_id = ? and url = ?", [job_id, url])
 
-    @_on_writer
-    def add_artifact(self, job_id: str, attempt: int, url: str, path: str, size: int, sha256: str) -> None:
+    @writes
+    async def add_artifact(
+        self, tx: Tx, job_id: str, attempt: int, url: str, path: str, size: int, sha256: str
+    ) -> None:
         """Record a complete, size-checked file on disk."""
-        self.db.execute(
+        await tx.execute(
             "insert into artifacts (job_id, attempt, url, path, size, sha256, created_at) "
             "values (?, ?, ?, ?, ?, ?, ?) on conflict (job_id, url) do update set "
             "path = excluded.path, size = excluded.size, sha256 = excluded.sha256",
             [job_id, attempt, url, path, size, sha256, iso_now()],
         )
 
-    @_on_writer
-    def save_accounts(self, accounts: dict[str, int]) -> None:
+    @writes
+    async def save_accounts(self, tx: Tx, accounts: dict[str, int]) -> None:
         """Remember each account's ``maxJobs`` (email → capacity); nothing else is kept."""
         now = iso_now()
-        with self.db.atomic():
-            for email, max_jobs in accounts.items():
-                self.db.execute(
-                    "insert into accounts (email, max_jobs, capacity, updated_at) "
-                    "values (?, ?, ?, ?) on conflict (email) do update set "
-                    "max_jobs = excluded.max_jobs, updated_at = excluded.updated_at",
-                    [email, max_jobs, max_jobs, now],
-                )
+        for email, max_jobs in accounts.items():
+            await tx.execute(
+                "insert into accounts (email, max_jobs, capacity, updated_at) values (?, ?, ?, ?) "
+                "on conflict (email) do update set "
+                "max_jobs = excluded.max_jobs, updated_at = excluded.updated_at",
+                [email, max_jobs, max_jobs, now],
+            )
 
-    @_on_writer
-    def accounts(self) -> dict[str, dict[str, Any]]:
-        """Known accounts by email."""
-        return {row["email"]: row for row in self.db.query("select * from accounts")}
-
-    @_on_writer
-    def save_asset(self, asset_id: str, account: str | None, name: str, media_type: str | None) -> None:
-        """Remember which account holds an uploaded asset."""
-        self.db["assets"].upsert(
-            {
-                "asset_id": asset_id,
-                "account": account,
-                "name": name,
-                "media_type": media_type,
-                "created_at": iso_now(),
-            },
-            pk="asset_id",
+    @writes
+    async def save_capacity(self, tx: Tx, email: str, capacity: int, resting_until: float) -> None:
+        """Keep an account's learned capacity and rest, so a relay taking over scheduling starts there."""
+        await tx.execute(
+            "update accounts set capacity = ?, backoff_until = ?, updated_at = ? where email = ?",
+            [capacity, resting_until, iso_now(), email],
         )
 
-    @_on_writer
-    def asset_account(self, asset_id: str) -> str | None:
+    @reads
+    async def accounts(self, tx: Tx) -> dict[str, dict[str, Any]]:
+        """Known accounts by email."""
+        return {row["email"]: row for row in await tx.rows("select * from accounts order by email")}
+
+    @writes
+    async def save_asset(
+        self, tx: Tx, asset_id: str, account: str | None, name: str, media_type: str | None
+    ) -> None:
+        """Remember which account holds an uploaded asset."""
+        await tx.execute(
+            "insert into assets (asset_id, account, name, media_type, created_at) values (?, ?, ?, ?, ?) "
+            "on conflict (asset_id) do update set account = excluded.account, name = excluded.name, "
+            "media_type = excluded.media_type",
+            [asset_id, account, name, media_type, iso_now()],
+        )
+
+    @reads
+    async def asset_account(self, tx: Tx, asset_id: str) -> str | None:
         """The account an asset was uploaded to, if we uploaded it."""
-        rows = list(self.db.query("select account from assets where asset_id = ?", [asset_id]))
-        return rows[0]["account"] if rows else None
+        row = await tx.one("select account from assets where asset_id = ?", [asset_id])
+        return row["account"] if row else None
 
     # -- numbers --------------------------------------------------------------------------------
 
-    @_on_writer
-    def job_counts(self) -> dict[str, int]:
-        """Jobs by status (cheap: read from the status index) for ``/healthz``."""
-        return {
-            str(r["k"]): int(r["n"])
-            for r in self.db.query("select status as k, count(*) as n from jobs group by status")
-        }
+    @reads
+    async def job_counts(self, tx: Tx) -> dict[str, int]:
+        """Jobs by status (read from the status index)."""
+        rows = await tx.rows("select status as k, count(*) as n from jobs group by status")
+        return {str(r["k"]): int(r["n"]) for r in rows}
 
-    @_on_writer
-    def stats(self) -> dict[str, dict[str, int]]:
+    @reads
+    async def stats(self, tx: Tx) -> dict[str, dict[str, int]]:
         """Counts for ``/metrics``."""
 
-        def grouped(sql: str) -> dict[str, int]:
-            return {str(r["k"]): int(r["n"]) for r in self.db.query(sql)}
+        async def grouped(sql: str) -> dict[str, int]:
+            return {str(r["k"]): int(r["n"]) for r in await tx.rows(sql)}
 
         return {
-            "jobs": grouped("select status as k, count(*) as n from jobs group by status"),
-            "callbacks": grouped(
+            "jobs": await grouped("select status as k, count(*) as n from jobs group by status"),
+            "callbacks": await grouped(
                 "select outcome as k, count(*) as n from events where source = 'callback' group by outcome"
             ),
-            "upstream": grouped(
+            "upstream": await grouped(
                 "select outcome as k, count(*) as n from events where source = 'upstream' group by outcome"
             ),
-            "handler_runs": grouped("select status as k, count(*) as n from handler_runs group by status"),
+            "handler_runs": await grouped(
+                "select status as k, count(*) as n from handler_runs group by status"
+            ),
         }

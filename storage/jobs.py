@@ -7,93 +7,89 @@ import time
 from typing import Any
 
 from ..errors import Conflict
-from ..states import (
-    Status,
-    TransitionError,
-    on_cancel,
-    on_resubmit,
-)
-from .base import StoreBase, _on_writer
-from .records import (
-    iso_now,
-    new_job_id,
-)
+from ..states import Status, TransitionError, on_cancel, on_resubmit
+from .connector import Tx
+from .core import StoreCore, reads, writes
+from .records import Moved, iso_now, new_job_id
 
 
-class JobsMixin(StoreBase):
+class JobsMixin(StoreCore):
     """Jobs: create, read, list, cancel and re-submit."""
 
-    @_on_writer
-    def create_job(
-        self, model: str, params: dict[str, Any], handlers: list[str] | None, account: str | None = None
-    ) -> dict[str, Any]:
-        """Store a new ``queued`` job (attempt 1) and return its JSON."""
+    @writes
+    async def create_job(
+        self,
+        tx: Tx,
+        model: str,
+        params: dict[str, Any],
+        handlers: list[str] | None,
+        account: str | None = None,
+    ) -> Moved:
+        """Store a new ``queued`` job (attempt 1)."""
         job_id = new_job_id()
         now = iso_now()
-        with self.db.atomic():
-            self.db["jobs"].insert(
-                {
-                    "id": job_id,
-                    "status": Status.QUEUED.value,
-                    "model": model,
-                    "params": json.dumps(params),
-                    "handlers": json.dumps(handlers) if handlers is not None else None,
-                    "account": account,
-                    "attempt": 1,
-                    "progress": 0.0,
-                    "created_at": now,
-                    "updated_at": now,
-                    "last_update_at": time.time(),
-                    "next_submit_at": 0.0,
-                }
-            )
-            self._new_attempt(job_id, 1)
-            job = self._job_row(job_id)
-            self._event(job, "api", "created", "applied", status="queued")
-        return self._job_json(job)
+        row: dict[str, Any] = {
+            "id": job_id,
+            "status": Status.QUEUED.value,
+            "model": model,
+            "params": json.dumps(params),
+            "handlers": json.dumps(handlers) if handlers is not None else None,
+            "account": account,
+            "attempt": 1,
+            "progress": 0.0,
+            "created_at": now,
+            "updated_at": now,
+            "last_update_at": time.time(),
+            "next_submit_at": 0.0,
+            "submit_tries": 0,
+            "poll_tries": 0,
+        }
+        columns = ", ".join(row)
+        await tx.execute(
+            f"insert into jobs ({columns}) values ({', '.join('?' * len(row))})", list(row.values())
+        )
+        await self._new_attempt(tx, job_id, 1)
+        await self._event(tx, row, "api", "created", "applied", status="queued", at=now)
+        full = await self._job_row(tx, job_id)
+        moved = Moved(full, None)
+        await self._announce(tx, moved)
+        return moved
 
-    @_on_writer
-    def get_job(self, job_id: str, events: bool = False) -> dict[str, Any]:
+    @reads
+    async def get_job(self, tx: Tx, job_id: str, events: bool = False) -> dict[str, Any]:
         """The job JSON; with ``events`` its callbacks, upstream exchanges and transitions too."""
-        job = self._job_row(job_id)
-        data = self._job_json(job)
+        data = (await self._jobs_json(tx, [await self._job_row(tx, job_id)]))[0]
         if events:
-            data["events"] = [
-                {k: v for k, v in row.items() if k != "job_id"}
-                for row in self.db.query(
-                    "select id, attempt, source, kind, outcome, status, progress, detail, at "
-                    "from events where job_id = ? order by id",
-                    [job_id],
-                )
-            ]
-            data["transitions"] = list(
-                self.db.query(
-                    "select id, attempt, from_status, to_status, progress, signal, at "
-                    "from transitions where job_id = ? order by id",
-                    [job_id],
-                )
+            data["events"] = await tx.rows(
+                "select id, attempt, source, kind, outcome, status, progress, detail, at "
+                "from events where job_id = ? order by id",
+                [job_id],
+            )
+            data["transitions"] = await tx.rows(
+                "select id, attempt, from_status, to_status, progress, signal, at "
+                "from transitions where job_id = ? order by id",
+                [job_id],
             )
         return data
 
-    @_on_writer
-    def job_row(self, job_id: str) -> dict[str, Any]:
+    @reads
+    async def job_json(self, tx: Tx, row: dict[str, Any]) -> dict[str, Any]:
+        """The public job JSON of a stored row (as a write returned it), with runs and artifacts."""
+        return (await self._jobs_json(tx, [row]))[0]
+
+    @reads
+    async def job_row(self, tx: Tx, job_id: str) -> dict[str, Any]:
         """The raw stored row (internal fields included) for the scheduler and handlers."""
-        return self._job_row(job_id)
+        return await self._job_row(tx, job_id)
 
-    @_on_writer
-    def last_transition(self, job_id: str) -> dict[str, Any] | None:
-        """The job's most recent transition (id, to_status, signal), or ``None``."""
-        rows = list(
-            self.db.query(
-                "select id, to_status, signal from transitions where job_id = ? order by id desc limit 1",
-                [job_id],
-            )
-        )
-        return rows[0] if rows else None
-
-    @_on_writer
-    def list_jobs(
-        self, status: str | None = None, model: str | None = None, limit: int = 50, cursor: str | None = None
+    @reads
+    async def list_jobs(
+        self,
+        tx: Tx,
+        status: str | None = None,
+        model: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first, ``limit`` at a time; the cursor is the last id of the previous page."""
         where, args = [], []
@@ -105,62 +101,62 @@ class JobsMixin(StoreBase):
             where.append("id < ?")
             args.append(cursor)
         sql = "select * from jobs" + (" where " + " and ".join(where) if where else "")
-        rows = list(self.db.query(sql + " order by id desc limit ?", [*args, limit + 1]))
+        rows = await tx.rows(sql + " order by id desc limit ?", [*args, limit + 1])
         page = rows[:limit]
         next_cursor = page[-1]["id"] if len(rows) > limit else None
-        return self._jobs_json(page), next_cursor
+        return await self._jobs_json(tx, page), next_cursor
 
     # -- relay's own moves ----------------------------------------------------------------------
 
-    @_on_writer
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    @writes
+    async def cancel(self, tx: Tx, job_id: str) -> Moved:
         """Move a job to ``cancelled``; raises :class:`Conflict` if it already ended."""
-        with self.db.atomic():
-            job = self._job_row(job_id)
-            try:
-                decision = on_cancel(self._state(job))
-            except TransitionError as exc:
-                raise Conflict(str(exc)) from None
-            self._event(job, "api", "cancel", "applied", status="cancelled")
-            self._apply(job, decision, {"submitting_since": None})
-        return self._job_json(self._job_row(job_id))
+        job = await self._job_row(tx, job_id, lock=True)
+        try:
+            decision = on_cancel(self._state(job))
+        except TransitionError as exc:
+            raise Conflict(str(exc)) from None
+        await self._event(tx, job, "api", "cancel", "applied", status="cancelled")
+        return await self._apply(tx, job, decision, {"submitting_since": None})
 
-    @_on_writer
-    def record_upstream_note(
-        self, job_id: str, kind: str, outcome: str, detail: str, body: str | None = None
+    @writes
+    async def record_upstream_note(
+        self, tx: Tx, job_id: str, kind: str, outcome: str, detail: str, body: str | None = None
     ) -> None:
         """Keep an upstream exchange (cancel, scheduler lookup…) in the job's history."""
-        self._event(self._job_row(job_id), "upstream", kind, outcome, detail=detail, body=body)
+        await self._event(
+            tx, await self._job_row(tx, job_id), "upstream", kind, outcome, detail=detail, body=body
+        )
 
-    @_on_writer
-    def resubmit(self, job_id: str, max_attempts: int) -> dict[str, Any] | None:
+    @writes
+    async def resubmit(self, tx: Tx, job_id: str, max_attempts: int) -> Moved | None:
         """Open the next attempt of a failed job, if it has attempts left; ``None`` otherwise."""
-        with self.db.atomic():
-            job = self._job_row(job_id)
-            if job["status"] != Status.FAILED.value or int(job["attempt"]) > max_attempts:
-                return None
-            decision = on_resubmit(self._state(job))
-            self._new_attempt(job_id, decision.state.attempt)
-            self._event(
-                job,
-                "handler",
-                "resubmit",
-                "applied",
-                status="queued",
-                detail=f"attempt {decision.state.attempt}",
-            )
-            self._apply(
-                job,
-                decision,
-                {
-                    "task_id": None,
-                    "error": None,
-                    "error_kind": None,
-                    "progress_text": None,
-                    "next_submit_at": 0.0,
-                    "submit_tries": 0,
-                    "upstream_artifacts": None,
-                    "last_update_at": time.time(),
-                },
-            )
-        return self._job_json(self._job_row(job_id))
+        job = await self._job_row(tx, job_id, lock=True)
+        if job["status"] != Status.FAILED.value or int(job["attempt"]) > max_attempts:
+            return None
+        decision = on_resubmit(self._state(job))
+        await self._new_attempt(tx, job_id, decision.state.attempt)
+        await self._event(
+            tx,
+            job,
+            "handler",
+            "resubmit",
+            "applied",
+            status="queued",
+            detail=f"attempt {decision.state.attempt}",
+        )
+        return await self._apply(
+            tx,
+            job,
+            decision,
+            {
+                "task_id": None,
+                "error": None,
+                "error_kind": None,
+                "progress_text": None,
+                "next_submit_at": 0.0,
+                "submit_tries": 0,
+                "upstream_artifacts": None,
+                "last_update_at": time.time(),
+            },
+        )

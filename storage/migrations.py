@@ -1,151 +1,223 @@
-"""Schema, versioned from day one: numbered migrations that each run once (sqlite-utils ``Migrations``).
+"""The schema: one list of numbered migrations for SQLite and PostgreSQL, each applied once.
 
-Add a change as a new function at the bottom; never edit one that has shipped.
+A migration is a name and a list of SQL statements written in the SQL both databases speak; the
+only word they spell differently is an auto-numbered key, written ``{id}``. :func:`migrate` runs the
+pending ones in ONE transaction under the schema lock, so two relays starting together on one
+PostgreSQL database do not race: the second waits, then finds nothing left to do.
+
+Add a change as a new entry at the end; never edit one that has shipped. Databases made by releases
+that used sqlite-utils' ``Migrations`` (table ``_sqlite_migrations``) are recognised: the names match.
 """
 
 from __future__ import annotations
 
-from sqlite_utils import Database, Migrations
+from dataclasses import dataclass
 
-migrations = Migrations("runway_relay")
+from .connector import Connector, Tx
+from .records import iso_now
 
-
-@migrations()
-def m001_initial(db: Database) -> None:
-    """Jobs, their attempts, every event, every transition, the handler outbox and artifacts."""
-    db["jobs"].create(
-        {
-            "id": str,
-            "status": str,
-            "model": str,
-            "params": str,
-            "handlers": str,
-            "account": str,
-            "task_id": str,
-            "progress": float,
-            "progress_text": str,
-            "attempt": int,
-            "error": str,
-            "error_kind": str,
-            "created_at": str,
-            "updated_at": str,
-            "last_update_at": float,
-            "submitting_since": float,
-            "next_submit_at": float,
-            "submit_tries": int,
-            "next_poll_at": float,
-            "poll_tries": int,
-            "upstream_artifacts": str,
-        },
-        pk="id",
-        not_null={"status", "model", "params", "attempt", "created_at", "updated_at"},
-        defaults={"progress": 0.0, "attempt": 1, "submit_tries": 0, "poll_tries": 0},
-    )
-    db["jobs"].create_index(["status", "id"])
-    db["jobs"].create_index(["model", "id"])
-    db["attempts"].create(
-        {
-            "job_id": str,
-            "attempt": int,
-            "reply_ref": str,
-            "token_hash": str,
-            "task_id": str,
-            "account": str,
-            "submitted_at": str,
-        },
-        pk=("job_id", "attempt"),
-        foreign_keys=[("job_id", "jobs", "id")],
-    )
-    db["attempts"].create_index(["token_hash"], unique=True)
-    db["attempts"].create_index(["reply_ref"])
-    db["events"].create(
-        {
-            "id": int,
-            "job_id": str,
-            "attempt": int,
-            "source": str,
-            "kind": str,
-            "outcome": str,
-            "status": str,
-            "progress": float,
-            "detail": str,
-            "body": str,
-            "at": str,
-        },
-        pk="id",
-        foreign_keys=[("job_id", "jobs", "id")],
-    )
-    db["events"].create_index(["job_id", "id"])
-    db["transitions"].create(
-        {
-            "id": int,
-            "job_id": str,
-            "attempt": int,
-            "from_status": str,
-            "to_status": str,
-            "progress": float,
-            "signal": str,
-            "at": str,
-        },
-        pk="id",
-        foreign_keys=[("job_id", "jobs", "id")],
-    )
-    db["transitions"].create_index(["job_id", "id"])
-    db["handler_runs"].create(
-        {
-            "id": int,
-            "job_id": str,
-            "transition_id": int,
-            "handler": str,
-            "signal": str,
-            "status": str,
-            "attempts": int,
-            "next_at": float,
-            "last_error": str,
-            "output": str,
-            "created_at": str,
-            "updated_at": str,
-        },
-        pk="id",
-        not_null={"job_id", "handler", "signal", "status"},
-        defaults={"attempts": 0},
-        foreign_keys=[("job_id", "jobs", "id"), ("transition_id", "transitions", "id")],
-    )
-    db["handler_runs"].create_index(["status", "next_at"])
-    db["handler_runs"].create_index(["job_id"])
-    db["handler_runs"].create_index(["transition_id", "handler"], unique=True)
-    db["artifacts"].create(
-        {
-            "id": int,
-            "job_id": str,
-            "attempt": int,
-            "url": str,
-            "path": str,
-            "size": int,
-            "sha256": str,
-            "created_at": str,
-        },
-        pk="id",
-        foreign_keys=[("job_id", "jobs", "id")],
-    )
-    db["artifacts"].create_index(["job_id", "url"], unique=True)
-    db["accounts"].create(
-        {"email": str, "max_jobs": int, "capacity": int, "backoff_until": float, "updated_at": str},
-        pk="email",
-    )
-    db["assets"].create(
-        {"asset_id": str, "account": str, "name": str, "media_type": str, "created_at": str},
-        pk="asset_id",
-    )
+_ID = {
+    "sqlite": "integer primary key",
+    "postgresql": "bigint generated by default as identity primary key",
+}
 
 
-@migrations()
-def m002_jobs_submitting_index(db: Database) -> None:
-    """The scheduler counts jobs whose create is in flight on every pass: index them."""
-    db["jobs"].create_index(["submitting_since"], index_name="idx_jobs_submitting_since")
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema."""
+
+    name: str
+    statements: tuple[str, ...]
 
 
-@migrations()
-def m003_events_outcome_index(db: Database) -> None:
-    """/metrics counts callbacks and upstream exchanges by outcome: let it read an index, not the table."""
-    db["events"].create_index(["source", "outcome"], index_name="idx_events_source_outcome")
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "m001_initial",
+        (
+            """create table jobs (
+                id text primary key,
+                status text not null,
+                model text not null,
+                params text not null,
+                handlers text,
+                account text,
+                task_id text,
+                progress double precision default 0,
+                progress_text text,
+                attempt integer not null default 1,
+                error text,
+                error_kind text,
+                created_at text not null,
+                updated_at text not null,
+                last_update_at double precision,
+                submitting_since double precision,
+                next_submit_at double precision,
+                submit_tries integer default 0,
+                next_poll_at double precision,
+                poll_tries integer default 0,
+                upstream_artifacts text
+            )""",
+            "create index idx_jobs_status_id on jobs (status, id)",
+            "create index idx_jobs_model_id on jobs (model, id)",
+            """create table attempts (
+                job_id text not null references jobs (id),
+                attempt integer not null,
+                reply_ref text,
+                token_hash text,
+                task_id text,
+                account text,
+                submitted_at text,
+                primary key (job_id, attempt)
+            )""",
+            "create unique index idx_attempts_token_hash on attempts (token_hash)",
+            "create index idx_attempts_reply_ref on attempts (reply_ref)",
+            """create table events (
+                id {id},
+                job_id text references jobs (id),
+                attempt integer,
+                source text,
+                kind text,
+                outcome text,
+                status text,
+                progress double precision,
+                detail text,
+                body text,
+                at text
+            )""",
+            "create index idx_events_job_id_id on events (job_id, id)",
+            """create table transitions (
+                id {id},
+                job_id text references jobs (id),
+                attempt integer,
+                from_status text,
+                to_status text,
+                progress double precision,
+                signal text,
+                at text
+            )""",
+            "create index idx_transitions_job_id_id on transitions (job_id, id)",
+            """create table handler_runs (
+                id {id},
+                job_id text not null references jobs (id),
+                transition_id bigint references transitions (id),
+                handler text not null,
+                signal text not null,
+                status text not null,
+                attempts integer default 0,
+                next_at double precision,
+                last_error text,
+                output text,
+                created_at text,
+                updated_at text
+            )""",
+            "create index idx_handler_runs_status_next_at on handler_runs (status, next_at)",
+            "create index idx_handler_runs_job_id on handler_runs (job_id)",
+            "create unique index idx_handler_runs_transition_id_handler "
+            "on handler_runs (transition_id, handler)",
+            """create table artifacts (
+                id {id},
+                job_id text references jobs (id),
+                attempt integer,
+                url text,
+                path text,
+                size bigint,
+                sha256 text,
+                created_at text
+            )""",
+            "create unique index idx_artifacts_job_id_url on artifacts (job_id, url)",
+            """create table accounts (
+                email text primary key,
+                max_jobs integer,
+                capacity integer,
+                backoff_until double precision,
+                updated_at text
+            )""",
+            """create table assets (
+                asset_id text primary key,
+                account text,
+                name text,
+                media_type text,
+                created_at text
+            )""",
+        ),
+    ),
+    Migration(
+        "m002_jobs_submitting_index",
+        ("create index idx_jobs_submitting_since on jobs (submitting_since)",),
+    ),
+    Migration(
+        "m003_events_outcome_index",
+        ("create index idx_events_source_outcome on events (source, outcome)",),
+    ),
+    Migration(
+        "m004_leases",
+        (
+            # The scheduler is elected through this table: one relay at a time holds its lease.
+            """create table leases (
+                name text primary key,
+                holder text not null,
+                expires_at double precision not null,
+                epoch bigint not null default 1
+            )""",
+            # A running handler run belongs to the relay holding its lease, renewed while it runs.
+            "alter table handler_runs add column lease_owner text",
+            "alter table handler_runs add column lease_until double precision",
+            # Handlers this run waits for (same transition), comma-separated: exec after download.
+            "alter table handler_runs add column wait_for text",
+            "create index idx_handler_runs_status_lease_until on handler_runs (status, lease_until)",
+            # Crash recovery asks whether a listed upstream task already belongs to some job.
+            "create index idx_attempts_task_id on attempts (task_id)",
+        ),
+    ),
+)
+
+
+async def _adopt_sqlite_utils(tx: Tx) -> set[str]:
+    """Names an older release recorded in sqlite-utils' ``_sqlite_migrations`` (SQLite only)."""
+    exists = await tx.one(
+        "select name from sqlite_master where type = 'table' and name = '_sqlite_migrations'"
+    )
+    if exists is None:
+        return set()
+    rows = await tx.rows("select name from _sqlite_migrations where migration_set = 'runway_relay'")
+    return {str(row["name"]) for row in rows}
+
+
+async def _apply_pending(tx: Tx) -> list[str]:
+    await tx.lock_schema()
+    await tx.execute(
+        "create table if not exists relay_migrations (name text primary key, applied_at text not null)"
+    )
+    applied = {str(row["name"]) for row in await tx.rows("select name from relay_migrations")}
+    if not applied and tx.dialect == "sqlite":
+        for name in await _adopt_sqlite_utils(tx):
+            await tx.execute(
+                "insert into relay_migrations (name, applied_at) values (?, ?)", [name, iso_now()]
+            )
+            applied.add(name)
+    done = []
+    for migration in MIGRATIONS:
+        if migration.name in applied:
+            continue
+        for statement in migration.statements:
+            await tx.execute(statement.replace("{id}", _ID[tx.dialect]))
+        await tx.execute(
+            "insert into relay_migrations (name, applied_at) values (?, ?)", [migration.name, iso_now()]
+        )
+        done.append(migration.name)
+    return done
+
+
+async def migrate(connector: Connector) -> list[str]:
+    """Apply every pending migration (in one transaction, under the schema lock); their names."""
+    return await connector.write(_apply_pending)
+
+
+async def applied(connector: Connector) -> list[str]:
+    """Names of the migrations this database has, in the order they were applied."""
+
+    async def unit(tx: Tx) -> list[str]:
+        rows = await tx.rows("select name from relay_migrations order by applied_at, name")
+        return [str(row["name"]) for row in rows]
+
+    return await connector.read(unit)

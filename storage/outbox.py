@@ -1,102 +1,153 @@
-"""The handler outbox: claim, finish, retry, replay."""
+"""The handler outbox: claim, renew, finish, retry, replay.
+
+Outbox rows are written in the transaction of the transition they belong to. Any relay sharing the
+database may run them: :meth:`OutboxMixin.claim_runs` takes due rows nobody holds (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL) and gives the claimer a lease that it renews while the run goes on
+(:meth:`~OutboxMixin.renew_runs`). A relay that dies mid-run stops renewing; once the lease ends its
+runs are claimed again by whichever relay looks first — never merely because a relay started up. A
+run waits for the runs of the same transition named in its ``wait_for`` (``exec`` after ``download``).
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from ..errors import NotFound
-from .base import StoreBase, _on_writer
-from .records import (
-    iso_now,
+from ..errors import Conflict, NotFound
+from ..states import RunStatus
+from .connector import Tx
+from .core import StoreCore, marks, reads, writes
+from .records import iso_now
+
+# A run may start once none of the handlers it waits for has a pending or running run for its transition.
+_UNBLOCKED = (
+    "(r.wait_for is null or not exists (select 1 from handler_runs d where d.transition_id = r.transition_id "
+    "and d.id <> r.id and d.status in ('pending', 'running') "
+    "and (',' || r.wait_for || ',') like ('%,' || d.handler || ',%')))"
 )
 
 
-class OutboxMixin(StoreBase):
-    """The handler outbox: claim, finish, retry, replay."""
+class OutboxMixin(StoreCore):
+    """The handler outbox: claim, renew, finish, retry, replay."""
 
-    # -- handler runs (the outbox) --------------------------------------------------------------
+    @writes
+    async def recover_runs(self, tx: Tx) -> int:
+        """At start: runs a crash left ``running`` become ``pending`` — only where this process owns
+        the database (SQLite), so that no other relay can be running them. Shared databases rely on
+        leases running out instead. Returns how many were recovered."""
+        if not self.connector.exclusive:
+            return 0
+        return await tx.execute(
+            "update handler_runs set status = 'pending', lease_owner = null, lease_until = null "
+            "where status = 'running'"
+        )
 
-    @_on_writer
-    def reset_running_runs(self) -> int:
-        """After a crash, runs that were in progress become pending again."""
-        cursor = self.db.execute("update handler_runs set status = 'pending' where status = 'running'")
-        return cursor.rowcount
+    @writes
+    async def claim_runs(
+        self, tx: Tx, owner: str, now: float, limit: int, lease: float
+    ) -> list[dict[str, Any]]:
+        """Take up to ``limit`` runs that are due (or whose lease ran out) for ``owner``, for ``lease`` s.
 
-    @_on_writer
-    def claim_runs(self, now: float, limit: int) -> list[dict[str, Any]]:
-        """Take up to ``limit`` due pending runs and mark them running (attempts + 1)."""
-        with self.db.atomic():
-            runs = list(
-                self.db.query(
-                    "select * from handler_runs where status = 'pending' and next_at <= ? "
-                    "order by next_at, id limit ?",
-                    [now, limit],
-                )
-            )
-            for run in runs:
-                run["attempts"] = int(run["attempts"] or 0) + 1
-                self.db["handler_runs"].update(
-                    run["id"], {"status": "running", "attempts": run["attempts"], "updated_at": iso_now()}
-                )
-        return runs
+        Each claim counts as an attempt, a taken-over one included: a run that kills its relay every
+        time still ends ``dead``.
+        """
+        return await tx.rows(
+            "update handler_runs set status = 'running', attempts = coalesce(attempts, 0) + 1, "
+            f"lease_owner = ?, lease_until = {tx.now} + ?, updated_at = ? "
+            "where id in (select r.id from handler_runs r where "
+            "((r.status = 'pending' and r.next_at <= ?) "
+            f"or (r.status = 'running' and r.lease_until < {tx.now})) "
+            f"and {_UNBLOCKED} order by r.next_at, r.id limit ?{tx.skip_locked}) returning *",
+            [owner, lease, iso_now(), now, limit],
+        )
 
-    @_on_writer
-    def next_run_due(self) -> float | None:
-        """When the earliest pending run is due, or ``None``."""
-        row = next(iter(self.db.query("select min(next_at) as t from handler_runs where status = 'pending'")))
-        return row["t"]
+    @writes
+    async def renew_runs(self, tx: Tx, owner: str, run_ids: list[int], lease: float) -> set[int]:
+        """Extend ``owner``'s leases on ``run_ids``; returns the ids it still holds."""
+        if not run_ids:
+            return set()
+        rows = await tx.rows(
+            f"update handler_runs set lease_until = {tx.now} + ? "
+            "where lease_owner = ? and status = 'running' "
+            f"and id in ({marks(run_ids)}) returning id",
+            [lease, owner, *run_ids],
+        )
+        return {int(row["id"]) for row in rows}
 
-    @_on_writer
-    def finish_run(
+    @reads
+    async def next_run_due(self, tx: Tx) -> float | None:
+        """When the earliest pending run that may start is due, or ``None``."""
+        row = await tx.one(
+            f"select min(r.next_at) as t from handler_runs r where r.status = 'pending' and {_UNBLOCKED}"
+        )
+        return row["t"] if row else None
+
+    @writes
+    async def finish_run(
         self,
+        tx: Tx,
         run_id: int,
-        status: str,
+        owner: str,
+        status: RunStatus,
         *,
         error: str | None = None,
         output: str | None = None,
         next_at: float | None = None,
-    ) -> None:
-        """Record a run's end: ``done``, ``pending`` (retry at ``next_at``) or ``dead``."""
-        changes: dict[str, Any] = {"status": status, "last_error": error, "updated_at": iso_now()}
+        refund: bool = False,
+    ) -> bool:
+        """Record a run's end: ``done``, ``pending`` (retry at ``next_at``) or ``dead``.
+
+        ``refund``: the try does not count towards the handler's attempts. False when ``owner`` no
+        longer holds the run (its lease ran out and another relay took it): nothing is written then.
+        """
+        changes: dict[str, Any] = {
+            "status": status.value,
+            "last_error": error,
+            "updated_at": iso_now(),
+            "lease_owner": None,
+            "lease_until": None,
+        }
         if output is not None:
             changes["output"] = output
         if next_at is not None:
             changes["next_at"] = next_at
-        self.db["handler_runs"].update(run_id, changes)
-
-    @_on_writer
-    def replay(self, job_id: str, handler: str | None = None) -> list[dict[str, Any]]:
-        """Queue the handler runs of the job's last transition again (one handler, or all)."""
-        with self.db.atomic():
-            job = self._job_row(job_id)
-            rows = list(
-                self.db.query(
-                    "select * from handler_runs where transition_id = (select max(transition_id) "
-                    "from handler_runs where job_id = ?)",
-                    [job_id],
-                )
-            )
-            if handler is not None:
-                rows = [r for r in rows if r["handler"] == handler]
-            if not rows:
-                what = f"handler {handler!r}" if handler else "handlers"
-                raise NotFound(f"job {job_id} has no {what} runs to replay")
-            for row in rows:
-                self.db["handler_runs"].update(
-                    row["id"],
-                    {
-                        "status": "pending",
-                        "attempts": 0,
-                        "next_at": time.time(),
-                        "last_error": None,
-                        "updated_at": iso_now(),
-                    },
-                )
-            self._event(job, "api", "replay", "applied", detail=",".join(sorted(r["handler"] for r in rows)))
-        return list(
-            self.db.query(
-                f"select * from handler_runs where id in ({','.join('?' * len(rows))})",
-                [r["id"] for r in rows],
-            )
+        sets = ", ".join(f"{column} = ?" for column in changes)
+        if refund:
+            sets += ", attempts = attempts - 1"
+        changed = await tx.execute(
+            f"update handler_runs set {sets} where id = ? and lease_owner = ? and status = 'running'",
+            [*changes.values(), run_id, owner],
         )
+        return changed == 1
+
+    @writes
+    async def replay(self, tx: Tx, job_id: str, handler: str | None = None) -> list[dict[str, Any]]:
+        """Queue the handler runs of the job's last transition again (one handler, or all).
+
+        A run that is running right now is left to finish (replaying it would run it twice at once);
+        if that leaves nothing to replay, the answer is :class:`Conflict`.
+        """
+        job = await self._job_row(tx, job_id, lock=True)
+        rows = await tx.rows(
+            "select * from handler_runs where transition_id = (select max(transition_id) "
+            "from handler_runs where job_id = ?)",
+            [job_id],
+        )
+        if handler is not None:
+            rows = [r for r in rows if r["handler"] == handler]
+        if not rows:
+            what = f"handler {handler!r}" if handler else "handlers"
+            raise NotFound(f"job {job_id} has no {what} runs to replay")
+        idle = [r for r in rows if r["status"] != RunStatus.RUNNING.value]
+        if not idle:
+            names = ", ".join(sorted(r["handler"] for r in rows))
+            raise Conflict(f"{names} of job {job_id} is running now; replay it once it has finished")
+        ids = [r["id"] for r in idle]
+        await tx.execute(
+            "update handler_runs set status = 'pending', attempts = 0, next_at = ?, last_error = null, "
+            f"lease_owner = null, lease_until = null, updated_at = ? where id in ({marks(ids)})",
+            [time.time(), iso_now(), *ids],
+        )
+        detail = ",".join(sorted(r["handler"] for r in idle))
+        await self._event(tx, job, "api", "replay", "applied", detail=detail)
+        return await tx.rows(f"select * from handler_runs where id in ({marks(ids)}) order by id", ids)

@@ -7,7 +7,8 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,16 +31,69 @@ class SubmitTicket:
 
 
 @dataclass(frozen=True)
+class Moved:
+    """What one committed write did to a job: its row as committed, and the transition it made.
+
+    The relay announces exactly this once the commit is done (live views, the blinker signal, the
+    scheduler); nothing is read again to find out what happened.
+    """
+
+    row: dict[str, Any]  # the job's stored row as committed (internal columns included)
+    previous: str | None = None  # the status before the write (None: the job is new)
+    signal: Signal | None = None
+    transition_id: int | None = None
+
+    @property
+    def job_id(self) -> str:
+        """The job's id."""
+        return str(self.row["id"])
+
+    @property
+    def status_changed(self) -> bool:
+        """Whether the job's status moved (not only its progress)."""
+        return self.previous != self.row["status"]
+
+    def brief(self) -> dict[str, Any]:
+        """The few fields the scheduler and the other relays need (no secrets, small)."""
+        row = self.row
+        return {
+            "id": row["id"],
+            "status": row["status"],
+            "account": row.get("account"),
+            "task_id": row.get("task_id"),
+            "attempt": row.get("attempt"),
+            "signal": self.signal.value if self.signal else None,
+            "transition_id": self.transition_id,
+        }
+
+
+@dataclass(frozen=True)
 class IngestResult:
-    """What one callback or poll did: its outcome and, when the job moved, the signal to send."""
+    """What one callback or poll did: its outcome and, when the job moved, what moved."""
 
     job_id: str
     outcome: str
-    signal: Signal | None
-    transition_id: int | None
-    job: dict[str, Any] | None = None  # the job JSON as committed, when the job moved and someone listens
-    status_changed: bool = False  # the job's status moved (not only its progress)
-    brief: dict[str, Any] | None = None  # id, status, account and task_id as committed; set when applied
+    moved: Moved | None = None
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which handlers run on which signal (in order), and which of them wait for which others.
+
+    Given to the store when it is opened, so it can write a transition's outbox rows in the same
+    transaction without asking anyone. A job's own ``handlers`` list narrows the choice.
+    """
+
+    wanted: Mapping[Signal, tuple[str, ...]] = field(default_factory=dict)
+    after: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def names(self, chosen: str | None, signal: Signal) -> list[str]:
+        """Handlers to run for ``signal`` on a job whose ``handlers`` column is ``chosen`` (JSON)."""
+        wanted = self.wanted.get(signal, ())
+        if not chosen:
+            return list(wanted)
+        picked = json.loads(chosen)
+        return [name for name in wanted if name in picked]
 
 
 def iso_now() -> str:

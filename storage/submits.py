@@ -2,7 +2,12 @@
 
 A job is *submitting* (``jobs.submitting_since`` set) from just before its ``videos/create`` call until
 the answer is recorded; its replyRef and callback token hash are on its attempt row by then. A job left
-submitting by a crash is what :meth:`SubmitMixin.submitting_jobs` returns at the next start.
+submitting by a crash — of this relay or of another one sharing the database — is what
+:meth:`SubmitMixin.submitting_jobs` returns to whichever relay schedules next.
+
+Only the relay holding the scheduler's lease may mark a job submitting (:meth:`begin_submit` checks it
+in the same transaction), so two relays never create the same job, nor overfill an account, even
+while leadership changes hands.
 """
 
 from __future__ import annotations
@@ -11,170 +16,192 @@ import json
 import time
 from typing import Any
 
-from ..states import (
-    ACTIVE,
-    TERMINAL,
-    Status,
-    TransitionError,
-    on_rejected,
-    on_submitted,
-)
-from .base import StoreBase, _on_writer, token_hash
-from .records import (
-    SubmitTicket,
-    iso_now,
-    new_token,
-)
+from ..states import ACTIVE, TERMINAL, Status, TransitionError, on_rejected, on_submitted
+from .connector import Tx
+from .core import StoreCore, marks, reads, token_hash, writes
+from .records import Moved, SubmitTicket, iso_now, new_token
 
+SCHEDULER_LEASE = "scheduler"
 _ACTIVE = tuple(sorted(s.value for s in ACTIVE))
-_ACTIVE_MARKS = ",".join("?" * len(_ACTIVE))
 
 
-class SubmitMixin(StoreBase):
+class SubmitMixin(StoreCore):
     """The scheduler's side: marking creates in flight and recording their answers."""
 
     # -- submitting -----------------------------------------------------------------------------
 
-    @_on_writer
-    def begin_submit(self, job_id: str, account: str | None) -> SubmitTicket | None:
-        """Mark a queued job as being created upstream, before the call; ``None`` if not queued."""
-        job = self._job_row(job_id)
+    @writes
+    async def begin_submit(
+        self, tx: Tx, job_id: str, account: str | None, holder: str
+    ) -> SubmitTicket | None:
+        """Mark a queued job as being created upstream, before the call.
+
+        ``None`` when the job is not queued any more, or when ``holder`` no longer holds the
+        scheduler's lease (another relay schedules now).
+        """
+        lease = await tx.one(
+            f"select holder from leases where name = ? and holder = ? and expires_at > {tx.now}",
+            [SCHEDULER_LEASE, holder],
+        )
+        if lease is None:
+            return None
+        job = await self._job_row(tx, job_id, lock=True)
         if job["status"] != Status.QUEUED.value or job["submitting_since"]:
             return None
         token = new_token()
-        with self.db.atomic():
-            self._update_job(
-                job_id,
-                {
-                    "submitting_since": time.time(),
-                    "account": account,
-                    "submit_tries": (job["submit_tries"] or 0) + 1,
-                },
-            )
-            self.db.execute(
-                "update attempts set token_hash = ?, account = ? where job_id = ? and attempt = ?",
-                [token_hash(token), account, job_id, job["attempt"]],
-            )
-        reply_ref = self._rows(
+        await self._update_job(
+            tx,
+            job_id,
+            {
+                "submitting_since": time.time(),
+                "account": account,
+                "submit_tries": (job["submit_tries"] or 0) + 1,
+            },
+        )
+        attempt = await tx.one(
             "select reply_ref from attempts where job_id = ? and attempt = ?", [job_id, job["attempt"]]
-        )[0]["reply_ref"]
-        return SubmitTicket(job_id, int(job["attempt"]), reply_ref, token, json.loads(job["params"]), account)
+        )
+        await tx.execute(
+            "update attempts set token_hash = ?, account = ? where job_id = ? and attempt = ?",
+            [token_hash(token), account, job_id, job["attempt"]],
+        )
+        assert attempt is not None
+        params = json.loads(job["params"])
+        return SubmitTicket(job_id, int(job["attempt"]), attempt["reply_ref"], token, params, account)
 
-    @_on_writer
-    def record_submitted(
-        self, ticket: SubmitTicket, task_id: str, account: str | None, body: str | None, how: str = ""
-    ) -> dict[str, Any]:
+    @writes
+    async def record_submitted(
+        self, tx: Tx, ticket: SubmitTicket, task_id: str, account: str | None, body: str | None, how: str = ""
+    ) -> Moved:
         """The create was accepted: keep the task id and move ``queued`` → ``submitted``.
 
-        If the job was cancelled meanwhile, the task id is still kept (so its slot can be freed) and
-        the create is recorded ``stale``; the caller sees ``cancelled`` in the answer.
+        If the job was cancelled meanwhile, the task id is still kept (so its slot can be freed), the
+        create is recorded ``stale``, and the answer carries no transition.
         """
         detail = f"{task_id} {how}".strip()
-        with self.db.atomic():
-            job = self._job_row(ticket.job_id)
-            self.db.execute(
-                "update attempts set task_id = ?, account = ?, submitted_at = ? "
-                "where job_id = ? and attempt = ?",
-                [task_id, account, iso_now(), ticket.job_id, ticket.attempt],
-            )
-            if job["attempt"] != ticket.attempt or Status(job["status"]) in TERMINAL:
-                self._update_job(
-                    ticket.job_id, {"task_id": task_id, "account": account, "submitting_since": None}
-                )
-                self._event(job, "upstream", "create", "stale", detail=detail, body=body)
-                return self._job_json(self._job_row(ticket.job_id))
-            extra = {
-                "task_id": task_id,
-                "account": account,
-                "submitting_since": None,
-                "last_update_at": time.time(),
-                "next_poll_at": None,
-                "poll_tries": 0,
-            }
-            decision = on_submitted(self._state(job))
-            status = decision.state.status.value
-            self._event(
-                job, "upstream", "create", decision.outcome.value, status=status, detail=detail, body=body
-            )
-            self._apply(job, decision, extra)
-        return self._job_json(self._job_row(ticket.job_id))
+        job = await self._job_row(tx, ticket.job_id, lock=True)
+        await tx.execute(
+            "update attempts set task_id = ?, account = ?, submitted_at = ? where job_id = ? and attempt = ?",
+            [task_id, account, iso_now(), ticket.job_id, ticket.attempt],
+        )
+        if job["attempt"] != ticket.attempt or Status(job["status"]) in TERMINAL:
+            changes = {"task_id": task_id, "account": account, "submitting_since": None}
+            await self._update_job(tx, ticket.job_id, changes)
+            await self._event(tx, job, "upstream", "create", "stale", detail=detail, body=body)
+            return Moved({**job, **changes}, job["status"])
+        extra = {
+            "task_id": task_id,
+            "account": account,
+            "submitting_since": None,
+            "last_update_at": time.time(),
+            "next_poll_at": None,
+            "poll_tries": 0,
+        }
+        decision = on_submitted(self._state(job))
+        status = decision.state.status.value
+        await self._event(
+            tx, job, "upstream", "create", decision.outcome.value, status=status, detail=detail, body=body
+        )
+        return await self._apply(tx, job, decision, extra)
 
-    @_on_writer
-    def record_deferred(
-        self, ticket: SubmitTicket, retry_at: float, reason: str, body: str | None = None
+    @writes
+    async def record_deferred(
+        self, tx: Tx, ticket: SubmitTicket, retry_at: float, reason: str, body: str | None = None
     ) -> None:
         """The create was not accepted now (429, or not found upstream): the job stays queued."""
-        with self.db.atomic():
-            job = self._job_row(ticket.job_id)
-            self._update_job(ticket.job_id, {"submitting_since": None, "next_submit_at": retry_at})
-            self._event(job, "upstream", "create", "deferred", detail=reason, body=body)
+        job = await self._job_row(tx, ticket.job_id, lock=True)
+        await self._update_job(tx, ticket.job_id, {"submitting_since": None, "next_submit_at": retry_at})
+        await self._event(tx, job, "upstream", "create", "deferred", detail=reason, body=body)
 
-    @_on_writer
-    def record_create_retry(self, ticket: SubmitTicket, reason: str, body: str | None = None) -> None:
+    @writes
+    async def record_create_retry(
+        self, tx: Tx, ticket: SubmitTicket, reason: str, body: str | None = None
+    ) -> None:
         """A create failed in a way that may hide an acceptance (5xx, timeout): it stays in flight.
 
         ``submitting_since`` moves to now, so a restart treats the next try as freshly sent.
         """
-        with self.db.atomic():
-            job = self._job_row(ticket.job_id)
-            if job["attempt"] == ticket.attempt and job["submitting_since"]:
-                self._update_job(ticket.job_id, {"submitting_since": time.time()})
-            self._event(job, "upstream", "create", "transient", detail=reason, body=body)
+        job = await self._job_row(tx, ticket.job_id, lock=True)
+        if job["attempt"] == ticket.attempt and job["submitting_since"]:
+            await self._update_job(tx, ticket.job_id, {"submitting_since": time.time()})
+        await self._event(tx, job, "upstream", "create", "transient", detail=reason, body=body)
 
-    @_on_writer
-    def still_submitting(self, ticket: SubmitTicket) -> bool:
+    @reads
+    async def still_submitting(self, tx: Tx, ticket: SubmitTicket) -> bool:
         """True while the ticket's create is still wanted (not cancelled, same attempt)."""
-        job = self._job_row(ticket.job_id)
+        job = await self._job_row(tx, ticket.job_id)
         return (
             job["attempt"] == ticket.attempt
             and bool(job["submitting_since"])
             and job["status"] == Status.QUEUED.value
         )
 
-    @_on_writer
-    def record_rejected(self, ticket: SubmitTicket, message: str, body: str | None) -> None:
+    @writes
+    async def record_rejected(
+        self, tx: Tx, ticket: SubmitTicket, message: str, body: str | None
+    ) -> Moved | None:
         """The upstream refused the create (400/401/402): ``rejected``, message kept."""
-        with self.db.atomic():
-            job = self._job_row(ticket.job_id)
-            self._event(job, "upstream", "create", "rejected", detail=message, body=body)
-            try:
-                decision = on_rejected(self._state(job))
-            except TransitionError:
-                self._update_job(ticket.job_id, {"submitting_since": None})
-                return
-            self._apply(job, decision, {"error": message, "error_kind": "rejected", "submitting_since": None})
+        job = await self._job_row(tx, ticket.job_id, lock=True)
+        await self._event(tx, job, "upstream", "create", "rejected", detail=message, body=body)
+        try:
+            decision = on_rejected(self._state(job))
+        except TransitionError:
+            await self._update_job(tx, ticket.job_id, {"submitting_since": None})
+            return None
+        extra = {"error": message, "error_kind": "rejected", "submitting_since": None}
+        return await self._apply(tx, job, decision, extra)
 
-    @_on_writer
-    def record_lookup(self, job_id: str, outcome: str, detail: str) -> None:
-        """Keep a ``GET scheduler/`` lookup made for this job (after a crash or a failed create)."""
-        self._event(self._job_row(job_id), "upstream", "scheduler", outcome, detail=detail)
+    @writes
+    async def record_lookup(self, tx: Tx, job_id: str, outcome: str, detail: str) -> None:
+        """Keep an upstream lookup made for this job (after a crash or a failed create)."""
+        await self._event(
+            tx, await self._job_row(tx, job_id), "upstream", "scheduler", outcome, detail=detail
+        )
 
     # -- what the scheduler looks at -------------------------------------------------------------
 
-    @_on_writer
-    def queue_view(self, now: float, limit: int = 200) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    @reads
+    async def queue_view(
+        self, tx: Tx, now: float, limit: int = 200
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """In one read: queued jobs that may be created now (oldest first: id, params), and the jobs
         holding an upstream slot, running or with their create in flight (id, account, explore)."""
-        queued = self._rows(
+        queued = await tx.rows(
             "select id, params from jobs where status = 'queued' and submitting_since is null "
             "and coalesce(next_submit_at, 0) <= ? order by id limit ?",
             [now, limit],
         )
         if not queued:
             return [], []
-        explore = "coalesce(json_extract(params, '$.exploreMode'), 0) = 1 as explore"
-        slots = self._rows(
-            f"select id, account, {explore} from jobs where status in ({_ACTIVE_MARKS}) "
-            f"union select id, account, {explore} from jobs where submitting_since is not null",
+        holding = await tx.rows(
+            f"select id, account, params from jobs where status in ({marks(_ACTIVE)}) "
+            "union select id, account, params from jobs where submitting_since is not null",
             list(_ACTIVE),
         )
+        slots = [
+            {
+                "id": row["id"],
+                "account": row["account"],
+                "explore": json.loads(row["params"]).get("exploreMode") is True,
+            }
+            for row in holding
+        ]
         return queued, slots
 
-    @_on_writer
-    def submitting_jobs(self) -> list[dict[str, Any]]:
-        """Jobs whose create call was in flight when the process stopped (with their replyRef)."""
-        return self._rows(
-            "select j.id, j.attempt, j.status, j.account, j.task_id, j.submitting_since, a.reply_ref "
-            "from jobs j join attempts a on a.job_id = j.id and a.attempt = j.attempt "
+    @reads
+    async def known_task_ids(self, tx: Tx, task_ids: list[str]) -> set[str]:
+        """Which of ``task_ids`` some job's attempt already owns."""
+        if not task_ids:
+            return set()
+        rows = await tx.rows(f"select task_id from attempts where task_id in ({marks(task_ids)})", task_ids)
+        return {str(row["task_id"]) for row in rows}
+
+    @reads
+    async def submitting_jobs(self, tx: Tx) -> list[dict[str, Any]]:
+        """Jobs whose create call was in flight when its relay stopped (with their replyRef)."""
+        return await tx.rows(
+            "select j.id, j.attempt, j.status, j.account, j.task_id, j.submitting_since, j.params, "
+            "j.created_at, a.reply_ref from jobs j "
+            "join attempts a on a.job_id = j.id and a.attempt = j.attempt "
             "where j.submitting_since is not null order by j.id"
         )

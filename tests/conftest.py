@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
+import pg
+
 
 def free_port() -> int:
     """A port that was free a moment ago on 127.0.0.1."""
@@ -128,3 +130,40 @@ def relay_factory(tmp_path: Path) -> Iterator[Any]:
 def relay(relay_factory: Any) -> RelayProcess:
     """A relay on its embedded defaults: built-in simulator, SQLite file in a temp dir."""
     return relay_factory()
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each test that takes it runs once on SQLite and once on PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh database of the test's backend: a SQLite file in ``tmp_path``, or a new PostgreSQL
+    database (dropped afterwards). Fails, never skips, when PostgreSQL cannot be had."""
+    if backend == "sqlite":
+        yield str(tmp_path / "relay.db")
+        return
+    yield from pg_database()
+
+
+def pg_database() -> Iterator[str]:
+    """A new PostgreSQL database for one test (the body of the fixtures that need one)."""
+    try:
+        url = pg.create_database()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield url
+    finally:
+        pg.drop_database(url)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (for tests that are about PostgreSQL only)."""
+    yield from pg_database()

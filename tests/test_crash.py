@@ -120,7 +120,7 @@ def test_a_create_that_never_arrived_is_sent_again_after_a_restart(tmp_path: Pat
             final = finish(relay, job["id"])
             assert final["status"] == "succeeded"
             assert len(creates_of(url, f"{job['id']}.1")) == 1
-            assert len(detailed(final, "not running upstream, queued again")) == 1
+            assert len(detailed(final, "not running upstream nor among its recent tasks, queued again")) == 1
         finally:
             relay.stop()
 

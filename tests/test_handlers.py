@@ -29,7 +29,7 @@ from runway_relay.handlers.forward import ForwardHandler
 from runway_relay.handlers.slack import SlackHandler
 from runway_relay.settings import SettingsError, load_settings
 from runway_relay.states import Signal
-from runway_relay.storage import SQLiteStore
+from runway_relay.storage import Store
 from runway_relay.taskparse import ArtifactRef
 
 from conftest import free_port, relay_env
@@ -73,7 +73,7 @@ async def running() -> AsyncIterator[Callable[[Dispatcher], None]]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run_state(store: SQLiteStore, job_id: str, name: str) -> Callable[[], Any]:
+def run_state(store: Store, job_id: str, name: str) -> Callable[[], Any]:
     async def check() -> dict[str, Any]:
         job = await store.get_job(job_id)
         return next(h for h in job["handlers"] if h["name"] == name)
@@ -145,7 +145,7 @@ async def test_dispatcher_schedules_no_sooner_than_retry_after(
     async with handler_context(tmp_path, ("slack",), slack_webhook_url=receiver.url) as ctx:
         job = await succeeded_job(ctx.store)
         before = time.time()
-        running(Dispatcher(ctx.store, {"slack": SlackHandler(ctx)}))
+        running(Dispatcher(ctx.store, {"slack": SlackHandler(ctx)}, "test"))
         run = await until(
             lambda: _with(
                 run_state(ctx.store, job["id"], "slack"),
@@ -292,7 +292,7 @@ async def test_a_dead_run_replays_and_completes_once_the_receiver_recovers(
     ) as ctx:
         handler = ForwardHandler(ctx)
         handler.retry_base = 0.05  # type: ignore[attr-defined]  # the per-handler backoff base
-        dispatcher = Dispatcher(ctx.store, {"forward": handler})
+        dispatcher = Dispatcher(ctx.store, {"forward": handler}, "test")
         job = await succeeded_job(ctx.store)
         running(dispatcher)
         state = run_state(ctx.store, job["id"], "forward")

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from runway_relay.dispatcher import Dispatcher
-from runway_relay.handlers import PermanentError
 from runway_relay.handlers.exec import ExecHandler
+from runway_relay.states import RunStatus
 from runway_relay.taskparse import ArtifactRef
 
 from test_handlers_support import event_for, handler_context, succeeded_job
@@ -86,7 +86,7 @@ async def test_a_failing_command_is_retried_then_dead(tmp_path: Path, script: Ca
         handler = ExecHandler(ctx)
         handler.retry_base = 0.05  # type: ignore[attr-defined]
         job = await succeeded_job(ctx.store)
-        task = asyncio.create_task(Dispatcher(ctx.store, {"exec": handler}).run())
+        task = asyncio.create_task(Dispatcher(ctx.store, {"exec": handler}, "test").run())
         try:
             run = await _until(ctx, job["id"], lambda r: r["status"] == "dead")
         finally:
@@ -111,20 +111,32 @@ async def test_a_command_over_its_timeout_is_killed_with_its_children(
     assert not alive(child)
 
 
-async def test_exec_waits_for_the_download_of_the_same_event(
+async def test_the_outbox_holds_exec_until_the_download_of_its_event_has_finished(
     tmp_path: Path, script: Callable[[str], str]
 ) -> None:
-    async with handler_context(tmp_path, ("download", "exec"), exec_command=script("record")) as ctx:
-        job = await succeeded_job(ctx.store)
-        download = next(h for h in job["handlers"] if h["name"] == "download")
-        task = asyncio.create_task(ExecHandler(ctx).run(job, event_for(job)))
-        await asyncio.sleep(0.3)
-        assert not task.done()
-        await ctx.store.finish_run(download["id"], "done", output="ok")
-        assert (await task) is not None
-        await ctx.store.finish_run(download["id"], "dead", error="gone")
-        with pytest.raises(PermanentError, match="download handler ended dead"):
-            await ExecHandler(ctx).run(job, event_for(job))
+    after = {"exec": ExecHandler.after}
+    async with handler_context(tmp_path, ("download", "exec"), after, exec_command=script("record")) as ctx:
+        store: Any = ctx.store
+        job = await succeeded_job(store)
+        (download,) = await store.claim_runs("downloader", 1e12, 10, 60)  # exec is not claimable yet
+        assert download["handler"] == "download"
+        assert await store.claim_runs("someone", 1e12, 10, 60) == []
+        dispatcher = Dispatcher(store, {"exec": ExecHandler(ctx)}, "test")
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            await store.finish_run(download["id"], "downloader", RunStatus.DONE, output="ok")
+            dispatcher.wake()
+            run = await _until(ctx, job["id"], lambda r: r["status"] == "done")
+            assert run["attempts"] == 1
+            other = await succeeded_job(store)
+            (failed,) = await store.claim_runs("downloader", 1e12, 10, 60)
+            await store.finish_run(failed["id"], "downloader", RunStatus.DEAD, error="gone")
+            dispatcher.wake()
+            dead = await _until(ctx, other["id"], lambda r: r["status"] == "dead")
+            assert "download handler ended dead" in dead["last_error"]
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_exec_refuses_to_start_without_a_runnable_command(tmp_path: Path) -> None:

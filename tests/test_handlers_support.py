@@ -19,7 +19,7 @@ from starlette.routing import Route
 from runway_relay.handlers import HandlerContext, HandlerEvent
 from runway_relay.settings import Settings
 from runway_relay.states import Signal, Status
-from runway_relay.storage import SQLiteStore
+from runway_relay.storage import Routing, Store, open_store
 from runway_relay.taskparse import ArtifactRef, TaskUpdate
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -38,30 +38,42 @@ def settings_for(tmp: Path, **changes: Any) -> Settings:
 
 @contextlib.asynccontextmanager
 async def handler_context(
-    tmp: Path, routes: tuple[str, ...] = (), **changes: Any
+    tmp: Path,
+    routes: tuple[str, ...] = (),
+    after: dict[str, tuple[str, ...]] | None = None,
+    **changes: Any,
 ) -> AsyncIterator[HandlerContext]:
-    """A HandlerContext on a fresh SQLite file; ``routes`` are the handlers that get outbox rows."""
+    """A HandlerContext on a fresh SQLite file; ``routes`` are the handlers that get outbox rows.
+
+    ``ctx.store`` is the whole store here (a handler sees it only as a ``JobView``), so tests can set
+    jobs up through it."""
     settings = settings_for(tmp, **changes)
-    store = SQLiteStore(settings.db_path, lambda job, signal: list(routes))
+
+    async def resubmit(job_id: str, max_attempts: int) -> int | None:
+        moved = await store.resubmit(job_id, max_attempts)
+        return None if moved is None else int(moved.row["attempt"])
+
+    routing = Routing({signal: routes for signal in Signal}, after or {})
+    store = open_store(settings.db_path, routing, origin="test")
     await store.open()
     async with httpx.AsyncClient(timeout=10) as http:
         try:
-            yield HandlerContext(settings, store, http, dashboard_url="http://relay.test/")
+            yield HandlerContext(settings, store, http, dashboard_url="http://relay.test/", resubmit=resubmit)
         finally:
             await store.close()
 
 
 async def succeeded_job(
-    store: SQLiteStore,
+    store: Store,
     artifacts: tuple[ArtifactRef, ...] = (),
     params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A job that went queued → succeeded through the real state machine (with its outbox rows)."""
     params = params or {"model": "gen4.5", "text_prompt": "A red fox <at> dawn & dusk", "duration": 5}
-    job = await store.create_job(params["model"], params, None)
+    job_id = (await store.create_job(params["model"], params, None)).job_id
     update = TaskUpdate("task-1", Status.SUCCEEDED, "SUCCEEDED", 1.0, None, None, False, None, artifacts)
-    await store.ingest_poll(job["id"], 1, update, "{}")
-    return await store.get_job(job["id"])
+    await store.ingest_poll(job_id, 1, update, "{}")
+    return await store.get_job(job_id)
 
 
 def event_for(job: dict[str, Any], signal: Signal = Signal.SUCCEEDED, attempt: int = 1) -> HandlerEvent:

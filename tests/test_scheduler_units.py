@@ -1,11 +1,11 @@
-"""The scheduler and poller driven directly, in this process: a real SQLite store, a real simulator on a
-loopback port, and no relay server, so each step (reconcile, fill, poll) can be called and inspected."""
+"""The scheduler and poller driven directly, in this process: a real store (SQLite and PostgreSQL), a real
+simulator on a loopback port, and no relay server, so each step (reconcile, fill, poll) can be called and
+inspected."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +15,7 @@ from test_scheduler_support import upstream
 from runway_relay.poller import Poller
 from runway_relay.scheduler import Scheduler
 from runway_relay.simulator import Simulator
-from runway_relay.storage import SQLiteStore
+from runway_relay.storage import SCHEDULER_LEASE, Moved, Store, open_store
 from runway_relay.taskparse import parse_task
 from runway_relay.upstream import Upstream
 
@@ -36,10 +36,14 @@ def sim() -> Iterator[tuple[Simulator, str]]:
         yield running
 
 
+HOLDER = "unit-relay"
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    s = SQLiteStore(str(tmp_path / "relay.db"))
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = open_store(db_url, origin=HOLDER)
     await s.open()
+    await s.lead(SCHEDULER_LEASE, HOLDER, 600)
     yield s
     await s.close()
 
@@ -51,22 +55,22 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def scheduler(
-    store: SQLiteStore, http: httpx.AsyncClient, url: str, token: str = "unit-token", **options: Any
+    store: Store, http: httpx.AsyncClient, url: str, token: str = "unit-token", **options: Any
 ) -> Scheduler:
-    async def announced(job_id: str) -> None:
+    async def announced(moved: Moved) -> None:
         pass
 
     configured = options.pop("configured", {ACCOUNT: 1})
     upstream_ = Upstream(http, url, token)
-    return Scheduler(store, upstream_, "http://127.0.0.1:9", announced, configured, **options)
+    return Scheduler(store, upstream_, "http://127.0.0.1:9", announced, HOLDER, configured, **options)
 
 
-async def new_job(store: SQLiteStore, prompt: str = "x") -> dict[str, Any]:
-    return await store.create_job("gen4.5", {"model": "gen4.5", "text_prompt": prompt}, None)
+async def new_job(store: Store, prompt: str = "x") -> dict[str, Any]:
+    return (await store.create_job("gen4.5", {"model": "gen4.5", "text_prompt": prompt}, None)).row
 
 
 async def test_a_job_cancelled_while_its_create_is_in_flight_keeps_its_slot_until_the_answer(
-    store: SQLiteStore, http: httpx.AsyncClient, sim: tuple[Simulator, str]
+    store: Store, http: httpx.AsyncClient, sim: tuple[Simulator, str]
 ) -> None:
     simulator, url = sim
     relay = scheduler(store, http, url)
@@ -84,11 +88,11 @@ async def test_a_job_cancelled_while_its_create_is_in_flight_keeps_its_slot_unti
 
 
 async def test_reconcile_waits_out_the_grace_before_calling_a_create_lost(
-    store: SQLiteStore, http: httpx.AsyncClient, sim: tuple[Simulator, str]
+    store: Store, http: httpx.AsyncClient, sim: tuple[Simulator, str]
 ) -> None:
     simulator, url = sim
     job = await new_job(store)
-    assert await store.begin_submit(job["id"], ACCOUNT) is not None  # then the process "died"
+    assert await store.begin_submit(job["id"], ACCOUNT, HOLDER) is not None  # then the process "died"
     relay = scheduler(store, http, url, create_grace=0.5)
     assert await relay.reconcile() == 1  # not upstream, but it might still land: keep it in flight
     assert (await store.queue_view(time.time()))[0] == []
@@ -100,10 +104,10 @@ async def test_reconcile_waits_out_the_grace_before_calling_a_create_lost(
 
 
 async def test_reconcile_adopts_a_task_a_callback_named_without_asking_upstream(
-    store: SQLiteStore, http: httpx.AsyncClient
+    store: Store, http: httpx.AsyncClient
 ) -> None:
     job = await new_job(store)
-    ticket = await store.begin_submit(job["id"], ACCOUNT)
+    ticket = await store.begin_submit(job["id"], ACCOUNT, HOLDER)
     assert ticket is not None
     task_id = f"user:1-runwayml:{ACCOUNT}-task:0001"
     await store.ingest_callback(ticket.token, parse_task({"taskId": task_id, "status": "RUNNING"}), "{}")
@@ -113,7 +117,7 @@ async def test_reconcile_adopts_a_task_a_callback_named_without_asking_upstream(
     assert row["task_id"] == task_id and row["submitting_since"] is None and row["status"] == "running"
 
 
-async def test_discovery_401_marks_the_relay_degraded(store: SQLiteStore, http: httpx.AsyncClient) -> None:
+async def test_discovery_401_marks_the_relay_degraded(store: Store, http: httpx.AsyncClient) -> None:
     with upstream(token="right") as (_, url):
         relay = scheduler(store, http, url, token="wrong", configured={})
         assert not await relay.discover_accounts()
@@ -121,7 +125,7 @@ async def test_discovery_401_marks_the_relay_degraded(store: SQLiteStore, http: 
 
 
 async def test_polls_are_recorded_even_when_nothing_changed_and_failures_back_off(
-    store: SQLiteStore, http: httpx.AsyncClient, sim: tuple[Simulator, str]
+    store: Store, http: httpx.AsyncClient, sim: tuple[Simulator, str]
 ) -> None:
     _, url = sim
     relay = scheduler(store, http, url)
@@ -141,12 +145,13 @@ async def test_polls_are_recorded_even_when_nothing_changed_and_failures_back_of
     assert [e["outcome"] for e in polls] == seen and seen[-1] == "duplicate"
 
     lost = await new_job(store, "gone")
-    ticket = await store.begin_submit(lost["id"], ACCOUNT)
+    ticket = await store.begin_submit(lost["id"], ACCOUNT, HOLDER)
     assert ticket is not None
     await store.record_submitted(ticket, f"user:1-runwayml:{ACCOUNT}-task:unknown", ACCOUNT, None)
     waits = []
     for tries in range(3):
         before = time.time()
         await poller.poll(lost["id"], 1, f"user:1-runwayml:{ACCOUNT}-task:unknown", tries)
-        waits.append(round(((await store.job_row(lost["id"]))["next_poll_at"] - before) / 10))
-    assert waits == [1, 2, 4]  # poll_after, doubled per failure
+        waits.append(((await store.job_row(lost["id"]))["next_poll_at"] - before) / 10)
+    # poll_after, doubled per failure, with the jitter of relay/backoff.py (50–100 % of each step)
+    assert all(step / 2 - 0.05 <= wait <= step + 0.05 for wait, step in zip(waits, (1, 2, 4), strict=True))

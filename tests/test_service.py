@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from runway_relay.coordination import guard
 from runway_relay.service import Relay
 from runway_relay.settings import load_settings
 
@@ -21,7 +22,7 @@ def test_a_failing_loop_is_restarted(tmp_path: Path, caplog: pytest.LogCaptureFi
             raise RuntimeError("database went away")
 
     async def main() -> None:
-        await asyncio.wait_for(relay._guard("test", flaky), timeout=10)
+        await asyncio.wait_for(guard("test", flaky), timeout=10)
         await relay.http.aclose()
 
     asyncio.run(main())

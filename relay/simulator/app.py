@@ -91,6 +91,7 @@ class Simulator:
         api = "/v1/runwayml"
         self.routes: list[BaseRoute] = [
             Route(f"{api}/videos/create", self._guard(self.create), methods=["POST"]),
+            *self._both(f"{api}/tasks", self._guard(self.list_tasks), ["GET"]),
             Route(f"{api}/tasks/{{task_id:path}}", self._guard(self.get_task), methods=["GET"]),
             *self._both(f"{api}/scheduler", self._guard(self.scheduler), ["GET"]),
             Route(f"{api}/scheduler/{{task_id:path}}", self._guard(self.delete), methods=["DELETE"]),
@@ -188,6 +189,18 @@ class Simulator:
     async def stats(self, request: Request) -> Response:
         """``GET /sim/stats``: accepted creates (their replyRefs), attempts, 429s and tasks."""
         return JSONResponse(self.engine.stats())
+
+    async def list_tasks(self, request: Request) -> Response:
+        """``GET tasks/?offset=&limit=&statuses=&email=``: recent tasks, newest first."""
+        query = request.query_params
+        try:
+            offset, limit = int(query.get("offset") or 0), int(query.get("limit") or 50)
+        except ValueError:
+            raise SimError(400, {"error": "offset and limit must be numbers", "code": 400}) from None
+        if not (0 <= offset <= 1000 and 1 <= limit <= 1000):
+            raise SimError(400, {"error": "offset must be 0-1000 and limit 1-1000", "code": 400})
+        statuses = {s.strip() for s in (query.get("statuses") or "").split(",") if s.strip()} or None
+        return JSONResponse(self.engine.recent(offset, limit, statuses, query.get("email") or None))
 
     async def get_task(self, request: Request) -> Response:
         """``GET tasks/{taskId}``: the bare task Model."""

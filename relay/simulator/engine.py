@@ -301,6 +301,23 @@ class Engine:
         """``GET scheduler/``: tasks still running and tracked."""
         return [t.summary() for t in self.tasks.values() if t.active]
 
+    def recent(
+        self, offset: int = 0, limit: int = 50, statuses: set[str] | None = None, email: str | None = None
+    ) -> list[dict[str, Any]]:
+        """``GET tasks/``: task Models newest first. Like useapi.net's own example, a listed task carries
+        no ``replyRef`` (nor ``replyUrl``): a relay must match it by model, prompt and time."""
+        tasks = sorted(self.tasks.values(), key=lambda t: t.seq, reverse=True)
+        chosen = [
+            t for t in tasks if (not statuses or t.status in statuses) and (not email or t.email == email)
+        ]
+        listed = []
+        for task in chosen[offset : offset + limit]:
+            model = task.model_json()
+            model.pop("replyRef", None)
+            model.pop("replyUrl", None)
+            listed.append(model)
+        return listed
+
     def delete(self, task_id: str) -> SimTask:
         """``DELETE scheduler/{taskId}``: stop tracking; the slot is free at once."""
         task = self.tasks.get(task_id)

@@ -191,7 +191,7 @@ def _assert_downloads_stayed_home(relay: Any, helpers: Any) -> None:
         for path in downloads.rglob("*"):
             parts = path.relative_to(downloads).parts
             assert parts[0] in jobs and len(parts) <= 2, f"unexpected file {path}"
-    allowed = {"relay.db", "relay.db-wal", "relay.db-shm", "relay.log", "downloads"}
+    allowed = {"relay.db", "relay.db-wal", "relay.db-shm", "relay.db.lock", "relay.log", "downloads"}
     strays = {p.name for p in Path(relay.tmp).iterdir()} - allowed
     assert not strays, f"files written outside the download folder: {strays}"
     assert "Traceback" not in relay.log()
