@@ -135,9 +135,10 @@ class Scheduler:
     async def reconcile(self) -> int:
         """Adopt or re-queue jobs left submitting by a crash; returns how many are still undecided.
 
-        A job a callback already tied to a task, or that a lookup finds upstream, is adopted. One not
-        found is queued again only once its create is older than ``create_grace`` (it could still
-        land upstream) and the lookup worked; until then it keeps its slot and is looked up again.
+        A job a callback already tied to a task, or that a lookup finds upstream (running, or ended
+        already), is adopted. One not found is queued again only once its create is older than
+        ``create_grace`` (it could still land upstream) and the lookup worked; until then it keeps its
+        slot and is looked up again.
         """
         stuck = [j for j in await self.store.submitting_jobs() if j["id"] not in self._inflight]
         running: dict[str, dict[str, Any]] | None = None
@@ -156,17 +157,11 @@ class Scheduler:
                 continue
             sent = sent_create(job, job["reply_ref"])
             listed = (running or {}).get(sent.reply_ref)
-            if listed is not None:
-                found = Found(listed, BY_REPLY_REF)
-            elif now - sent.sent_at < self.create_grace:
-                unresolved += 1
-                continue
-            else:
-                found = await self.finder.find(sent, running)
+            found = Found(listed, BY_REPLY_REF) if listed else await self.finder.find(sent, running)
             if found.task is not None:
                 how = f"reconciled after a restart: found {found.where}"
                 await self._accepted(ticket, str(found.task["taskId"]), stored_body(found.task), how)
-            elif found.looked:
+            elif found.looked and now - sent.sent_at >= self.create_grace:
                 reason = "reconciled after a restart: not running upstream nor among its recent tasks, "
                 reason += "queued again"
                 await self.store.record_deferred(ticket, 0.0, reason)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+
+from runway_relay.storage import is_postgres
+from runway_relay.storage.postgres import numbered
 
 import pg
 
@@ -41,7 +47,17 @@ class RelayProcess:
 
     @property
     def db(self) -> Path:
+        """The SQLite file (for tests about SQLite itself; others use :attr:`db_url` / :meth:`query`)."""
         return Path(self.env["RELAY_DB"])
+
+    @property
+    def db_url(self) -> str:
+        """``RELAY_DB`` as given: a SQLite path or a PostgreSQL URL."""
+        return self.env["RELAY_DB"]
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` (``?`` placeholders) read from this relay's database."""
+        return query(self.db_url, sql, args)
 
     @property
     def downloads(self) -> Path:
@@ -94,6 +110,28 @@ class RelayProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out; last state: {job}\n{self.log()[-3000:]}")
             time.sleep(0.05)
+
+
+def query(db: str | Path, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` (``?`` placeholders) on a relay's database, as an operator would read it:
+    a SQLite file (read-only) or a PostgreSQL URL."""
+    url = str(db)
+    if is_postgres(url):
+        with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.RawCursor) as conn:
+            return [tuple(row) for row in conn.execute(numbered(sql), list(args)).fetchall()]
+    with contextlib.closing(sqlite3.connect(f"file:{url}?mode=ro", uri=True, timeout=30)) as conn:
+        return conn.execute(sql, list(args)).fetchall()
+
+
+def execute(db: str | Path, sql: str, args: Sequence[Any] = ()) -> None:
+    """Change a relay's database behind its back (to stage a crash long ago, a broken row…)."""
+    url = str(db)
+    if is_postgres(url):
+        with psycopg.connect(url, autocommit=True, cursor_factory=psycopg.RawCursor) as conn:
+            conn.execute(numbered(sql), list(args))
+        return
+    with contextlib.closing(sqlite3.connect(url, timeout=30)) as conn, conn:
+        conn.execute(sql, list(args))
 
 
 def relay_env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -161,6 +199,15 @@ def pg_database() -> Iterator[str]:
         yield url
     finally:
         pg.drop_database(url)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Like :func:`db_url`, for module-scoped fixtures (one relay shared by a module's tests)."""
+    if request.param == "sqlite":
+        yield str(tmp_path_factory.mktemp("db") / "relay.db")
+        return
+    yield from pg_database()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ tasks never advance on their own; the test plays useapi.net's part.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,9 +30,12 @@ def upstream() -> Iterator[tuple[Simulator, str]]:
 
 
 @pytest.fixture
-def manual(relay_factory: Any, upstream: tuple[Simulator, str]) -> tuple[RelayProcess, Any]:
+def manual(relay_factory: Any, upstream: tuple[Simulator, str], db_url: str) -> tuple[RelayProcess, Any]:
+    """A relay on each backend, fed callbacks by hand."""
     sim, url = upstream
-    relay = relay_factory(USEAPI_TOKEN="sim-token", USEAPI_BASE_URL=url, RELAY_DOWNLOAD_ALLOW_PRIVATE="1")
+    relay = relay_factory(
+        USEAPI_TOKEN="sim-token", USEAPI_BASE_URL=url, RELAY_DOWNLOAD_ALLOW_PRIVATE="1", RELAY_DB=db_url
+    )
     return relay, sim
 
 
@@ -46,8 +48,7 @@ def submitted_job(relay: RelayProcess, sim: Simulator) -> tuple[dict[str, Any], 
 
 
 def events(relay: RelayProcess) -> int:
-    with sqlite3.connect(relay.db) as conn:
-        return conn.execute("select count(*) from events").fetchone()[0]
+    return int(relay.query("select count(*) from events")[0][0])
 
 
 @pytest.fixture
@@ -126,8 +127,10 @@ def test_tokens_never_reach_the_log_or_the_database(manual: Any) -> None:
     echoed = {"status": "RUNNING", "progressRatio": 0.3, "replyRef": reply_ref, "replyUrl": reply_url}
     assert httpx.post(reply_url, json=echoed).status_code == 200
     token = reply_url.rsplit("/", 1)[-1]
+    for table in ("jobs", "attempts", "events", "transitions", "handler_runs"):
+        assert token not in repr(relay.query(f"select * from {table}")), table
     relay.stop()
-    for path in relay.db.parent.glob("relay.db*"):  # the database, its WAL and shared memory
+    for path in relay.db.parent.glob("relay.db*"):  # SQLite: the file, its WAL and shared memory
         assert token.encode() not in path.read_bytes(), path
     log = relay.log()
     assert f"callback job={job['id']}" in log  # callbacks were logged, and without the token

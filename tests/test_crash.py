@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 from test_scheduler_support import finish, submit, wait_until
 
-from conftest import RelayProcess, free_port, relay_env
+from conftest import RelayProcess, execute, free_port, query, relay_env
 
 ACCOUNT = "crash@sim.test"
 
@@ -49,8 +48,12 @@ def simulator_process(tmp: Path, *options: str) -> Iterator[str]:
             time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        proc.terminate()  # a create still held by --create-delay may keep it up to that long: then kill
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def stats(url: str) -> dict[str, Any]:
@@ -66,7 +69,7 @@ def detailed(job: dict[str, Any], words: str) -> list[dict[str, Any]]:
     return [e for e in job["events"] if words in (e["detail"] or "")]
 
 
-def test_kill_9_between_the_create_and_its_record_creates_exactly_once(tmp_path: Path) -> None:
+def test_kill_9_between_the_create_and_its_record_creates_exactly_once(tmp_path: Path, db_url: str) -> None:
     # tasks run ~4 s: still running (so listed by GET scheduler/) when the restarted relay looks
     options = ("--accounts", f"{ACCOUNT}:2", "--step-seconds", "0.8", "--create-delay", "5")
     with simulator_process(tmp_path, *options) as url:
@@ -78,6 +81,7 @@ def test_kill_9_between_the_create_and_its_record_creates_exactly_once(tmp_path:
             RELAY_PUBLIC_URL=f"http://127.0.0.1:{free_port()}",
             RELAY_POLL_AFTER="0.2",
             RELAY_DOWNLOAD_ALLOW_PRIVATE="1",
+            RELAY_DB=db_url,
         )
         relay = RelayProcess(tmp_path, env).start()
         try:
@@ -91,13 +95,53 @@ def test_kill_9_between_the_create_and_its_record_creates_exactly_once(tmp_path:
                 final = finish(relay, job["id"])
                 assert final["status"] == "succeeded", final
                 assert len(creates_of(url, ref)) == 1  # adopted, never sent twice
-                assert len(detailed(final, "found by replyRef in GET scheduler/")) == 1
+                # by replyRef while it still runs; on PostgreSQL the restarted relay first waits out the
+                # dead one's scheduler lease, and by then the task may have ended (then: GET tasks/)
+                assert len(detailed(final, "reconciled after a restart: found by")) == 1
         finally:
             relay.stop()
         assert len(stats(url)["create_log"]) == 2
 
 
-def test_a_create_that_never_arrived_is_sent_again_after_a_restart(tmp_path: Path) -> None:
+def test_a_task_that_ended_while_the_relay_was_down_is_adopted_not_created_again(
+    tmp_path: Path, db_url: str
+) -> None:
+    """The last double-create window: killed between create and record, no callback comes, and the
+    task is over before the restart, so ``GET scheduler/`` no longer lists it; ``GET tasks/`` does
+    (without its replyRef, as useapi.net's own listing): the relay adopts it by model, prompt and time."""
+    options = ("--accounts", f"{ACCOUNT}:2", "--step-seconds", "0.05", "--create-delay", "8")
+    with simulator_process(tmp_path, *options) as url:
+        env = relay_env(
+            tmp_path,
+            USEAPI_TOKEN="x",
+            USEAPI_BASE_URL=url,
+            RELAY_PUBLIC_URL=f"http://127.0.0.1:{free_port()}",  # no callback reaches the relay
+            RELAY_POLL_AFTER="0.2",
+            RELAY_DOWNLOAD_ALLOW_PRIVATE="1",
+            RELAY_DB=db_url,
+        )
+        relay = RelayProcess(tmp_path, env).start()
+        try:
+            job = submit(relay, model="veo-3.1", duration=8, text_prompt="over before the restart")
+            ref = f"{job['id']}.1"
+            wait_until(lambda: ref in stats(url)["creates"], what="the create was accepted")
+            relay.stop(signal.SIGKILL)  # its answer is still 8 s away
+            ended = {"SUCCEEDED", "FAILED"}
+            wait_until(
+                lambda: any(t["replyRef"] == ref and t["status"] in ended for t in stats(url)["tasks"]),
+                what="the task ended upstream while the relay was down",
+            )
+            relay.start()
+            final = finish(relay, job["id"])
+            assert final["status"] == "succeeded", final
+            assert len(creates_of(url, ref)) == 1  # one create, ever: the credit is spent once
+            adopted = detailed(final, "by model, prompt and time in GET tasks/")
+            assert len(adopted) == 1 and final["task_id"] in adopted[0]["detail"]
+        finally:
+            relay.stop()
+
+
+def test_a_create_that_never_arrived_is_sent_again_after_a_restart(tmp_path: Path, db_url: str) -> None:
     with socket.socket() as hole:  # accepts connections, never answers: the create hangs in flight
         hole.bind(("127.0.0.1", 0))
         hole.listen(8)
@@ -106,13 +150,14 @@ def test_a_create_that_never_arrived_is_sent_again_after_a_restart(tmp_path: Pat
             USEAPI_TOKEN="x",
             USEAPI_BASE_URL=f"http://127.0.0.1:{hole.getsockname()[1]}",
             RELAY_ACCOUNTS=f"{ACCOUNT}:2",
+            RELAY_DB=db_url,
         )
         relay = RelayProcess(tmp_path, env).start()
         job = submit(relay, model="gen4.5", text_prompt="lost on the way")
-        wait_until(lambda: submitting(relay.db, job["id"]), what="the job is marked submitting")
+        wait_until(lambda: submitting(relay.db_url, job["id"]), what="the job is marked submitting")
         relay.stop(signal.SIGKILL)
-    with sqlite3.connect(relay.db) as db:  # as if the crash was long ago: nothing can land any more
-        db.execute("update jobs set submitting_since = submitting_since - 3600")
+    # as if the crash was long ago: nothing can land any more
+    execute(relay.db_url, "update jobs set submitting_since = submitting_since - 3600")
     with simulator_process(tmp_path, "--accounts", f"{ACCOUNT}:2", "--step-seconds", "0.05") as url:
         relay.env["USEAPI_BASE_URL"] = url
         relay.start()
@@ -125,7 +170,6 @@ def test_a_create_that_never_arrived_is_sent_again_after_a_restart(tmp_path: Pat
             relay.stop()
 
 
-def submitting(db: Path, job_id: str) -> bool:
-    with contextlib.closing(sqlite3.connect(db)) as conn:
-        row = conn.execute("select submitting_since from jobs where id = ?", [job_id]).fetchone()
-    return bool(row and row[0])
+def submitting(db: str, job_id: str) -> bool:
+    rows = query(db, "select submitting_since from jobs where id = ?", [job_id])
+    return bool(rows and rows[0][0])

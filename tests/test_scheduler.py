@@ -32,11 +32,13 @@ POOL = {"a@sim.test": 2, "b@sim.test": 2, "c@sim.test": 1}
 
 
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RelayProcess, Simulator]]:
-    """Three accounts discovered with ``GET accounts/``; tasks take about half a second."""
+def pool(
+    tmp_path_factory: pytest.TempPathFactory, module_db_url: str
+) -> Iterator[tuple[RelayProcess, Simulator]]:
+    """Three accounts discovered with ``GET accounts/``; tasks take about half a second (each backend)."""
     with (
         upstream(accounts=POOL, step_seconds=0.1) as (sim, url),
-        running_relay(tmp_path_factory.mktemp("pool"), url) as relay,
+        running_relay(tmp_path_factory.mktemp("pool"), url, RELAY_DB=module_db_url) as relay,
     ):
         yield relay, sim
 

@@ -27,11 +27,13 @@ SOLO = "solo@sim.test"
 
 
 @pytest.fixture(scope="module")
-def frozen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RelayProcess, Simulator]]:
+def frozen(
+    tmp_path_factory: pytest.TempPathFactory, module_db_url: str
+) -> Iterator[tuple[RelayProcess, Simulator]]:
     """One account, one slot; tasks never advance on their own (the test plays useapi.net's part)."""
     with (
         upstream(accounts={SOLO: 1}, step_seconds=3600) as (sim, url),
-        running_relay(tmp_path_factory.mktemp("frozen"), url) as relay,
+        running_relay(tmp_path_factory.mktemp("frozen"), url, RELAY_DB=module_db_url) as relay,
     ):
         yield relay, sim
 
@@ -71,12 +73,12 @@ def test_cancel_frees_the_slot_and_late_callbacks_never_revive_the_job(
     cancel(relay, waiting["id"])
 
 
-def test_cancel_while_the_create_is_in_flight_frees_the_task_it_made(tmp_path: Path) -> None:
+def test_cancel_while_the_create_is_in_flight_frees_the_task_it_made(tmp_path: Path, db_url: str) -> None:
     # no callback can reach this relay, so only the create's answer can tell it the task exists
     dead = f"http://127.0.0.1:{free_port()}"
     with (
         upstream(accounts={SOLO: 1}, step_seconds=3600, create_delay=0.5) as (sim, url),
-        running_relay(tmp_path, url, RELAY_PUBLIC_URL=dead) as relay,
+        running_relay(tmp_path, url, RELAY_PUBLIC_URL=dead, RELAY_DB=db_url) as relay,
     ):
         job = submit(relay, model="gen4.5", text_prompt="cancelled in flight")
         ref = f"{job['id']}.1"
@@ -91,8 +93,8 @@ def test_cancel_while_the_create_is_in_flight_frees_the_task_it_made(tmp_path: P
         assert freed and "in flight" in freed[0]["detail"]
 
 
-def test_a_failed_job_is_submitted_again_through_the_scheduler(tmp_path: Path) -> None:
-    with upstream(accounts={SOLO: 2}) as (sim, url), running_relay(tmp_path, url) as relay:
+def test_a_failed_job_is_submitted_again_through_the_scheduler(tmp_path: Path, db_url: str) -> None:
+    with upstream(accounts={SOLO: 2}) as (sim, url), running_relay(tmp_path, url, RELAY_DB=db_url) as relay:
         job = submit(relay, model="gen4.5", text_prompt="[fail] flaky")
         job = relay.wait_for(job["id"], lambda j: j["attempt"] == 2 and j["status"] == "failed")
         assert accepted_for(sim, job["id"]) == [f"{job['id']}.1", f"{job['id']}.2"]

@@ -13,7 +13,6 @@ import base64
 import collections
 import importlib.util
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from starlette.routing import Route
 
 from runway_relay.simulator import SAMPLE_MP4, Chaos, Simulator
 
+from conftest import query as shared_query
 from servers import serve_in_thread
 
 HOLD_LIMIT = 120.0  # seconds a held request waits at most (bounded, even if a test forgets to open)
@@ -207,10 +207,9 @@ def chaos(duplicate: float, drop: float) -> Chaos:
     return Chaos(duplicate=duplicate, shuffle=True, drop=drop)
 
 
-def query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Read the relay's database from this process, as an operator with ``sqlite3`` would."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as conn:
-        return conn.execute(sql, args).fetchall()
+def query(db: str | Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Read the relay's database (SQLite or PostgreSQL) from this process, as an operator would."""
+    return shared_query(db, sql, args)
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, log: Callable[[], str]) -> Any:

@@ -37,7 +37,7 @@ def _submit(relay: Any, helpers: Any, upstream: Any) -> list[str]:
         ids.append(answer.json()["id"])
 
     def all_pending() -> bool:
-        rows = helpers.query(relay.db, "select count(*) from jobs where status = 'pending'")
+        rows = helpers.query(relay.db_url, "select count(*) from jobs where status = 'pending'")
         return rows[0][0] == JOBS
 
     helpers.wait_until(all_pending, 60, "every job to be pending", relay.log)
@@ -86,12 +86,18 @@ async def _burst(bodies: list[tuple[str, bytes]], kill: Any) -> list[bytes]:
 
 @pytest.mark.slow
 def test_kill_9_during_a_burst_loses_nothing_and_repeats_nothing(
-    relay_factory: Any, upstream: Any, cdn: Any, sink: Any, helpers: Any
+    relay_factory: Any, upstream: Any, cdn: Any, sink: Any, helpers: Any, db_url: str
 ) -> None:
     random.seed(8)
     cdn.gate = helpers.Gate(closed=True)
     sink.gate = helpers.Gate(closed=True)
-    env = upstream.env(RELAY_DOWNLOAD_ALLOW_PRIVATE="1", **helpers.forward_env(sink.url))
+    # A short lease: on PostgreSQL the restarted relay waits out the killed one's leases first.
+    env = upstream.env(
+        RELAY_DOWNLOAD_ALLOW_PRIVATE="1",
+        RELAY_DB=db_url,
+        RELAY_LEASE_SECONDS="2",
+        **helpers.forward_env(sink.url),
+    )
     relay = relay_factory(**env)
     ids = _submit(relay, helpers, upstream)
     bodies = _play_upstream(upstream, cdn, ids)
@@ -103,7 +109,7 @@ def test_kill_9_during_a_burst_loses_nothing_and_repeats_nothing(
     # 1. every callback that got a 2xx was committed before its answer
     stored = collections.Counter(
         row[0].encode()
-        for row in helpers.query(relay.db, "select body from events where source = 'callback'")
+        for row in helpers.query(relay.db_url, "select body from events where source = 'callback'")
     )
     # The relay stores bodies with the callback token masked (it is a secret), so compare likewise.
     missing = collections.Counter(redact(body.decode()).encode() for body in acked) - stored
@@ -115,8 +121,8 @@ def test_kill_9_during_a_burst_loses_nothing_and_repeats_nothing(
     sink.gate.open()
 
     def finished() -> bool:
-        jobs = helpers.query(relay.db, "select count(*) from jobs where status = 'succeeded'")[0][0]
-        busy = helpers.query(relay.db, "select count(*) from handler_runs where status != 'done'")[0][0]
+        jobs = helpers.query(relay.db_url, "select count(*) from jobs where status = 'succeeded'")[0][0]
+        busy = helpers.query(relay.db_url, "select count(*) from handler_runs where status != 'done'")[0][0]
         return jobs == JOBS and busy == 0
 
     helpers.wait_until(finished, 90, "all jobs to succeed and every handler run to be done", relay.log)
@@ -133,12 +139,12 @@ def _assert_effects_once(relay: Any, cdn: Any, sink: Any, helpers: Any, ids: lis
         files = list((relay.downloads / job_id).iterdir())
         assert [f.name for f in files] == [f"{job_id}.mp4"], files
         assert hashlib.sha256(Path(files[0]).read_bytes()).hexdigest() == want
-    runs = helpers.query(relay.db, "select handler, count(*) from handler_runs group by handler")
+    runs = helpers.query(relay.db_url, "select handler, count(*) from handler_runs group by handler")
     assert dict(runs)["download"] == JOBS
     # 4. every forwarded event was acknowledged exactly once, under a stable webhook-id
     if helpers.has_forward_handler():
-        forwards = helpers.query(relay.db, "select count(*) from handler_runs where handler = 'forward'")[0][
+        forwards = helpers.query(relay.db_url, "select count(*) from handler_runs where handler = 'forward'")[
             0
-        ]
+        ][0]
         assert len(sink.acked) == forwards
         assert set(sink.acked.values()) == {1}, sink.acked
