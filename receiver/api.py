@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import rules
 from ..errors import BadRequest, ValidationError
@@ -144,23 +144,14 @@ async def all_events(request: Request) -> Response:
     )
 
 
-def _series(name: str, help_text: str, label: str, values: dict[str, int]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-    lines += [f'{name}{{{label}="{key}"}} {value}' for key, value in sorted(values.items())]
-    return lines
+async def metrics(request: Request) -> Response:
+    """``GET /metrics``: Prometheus exposition of the ``relay_*`` series (see ``relay/metrics.py``).
 
-
-async def metrics(request: Request) -> PlainTextResponse:
-    """``GET /metrics``: Prometheus text format, series named ``relay_*``."""
-    stats = await _relay(request).store.stats()
-    jobs = {s.value: stats["jobs"].get(s.value, 0) for s in Status}
-    lines = [
-        *_series("relay_jobs", "Jobs by status.", "status", jobs),
-        *_series("relay_callbacks_total", "Callbacks received by outcome.", "outcome", stats["callbacks"]),
-        *_series("relay_upstream_calls_total", "Upstream exchanges by answer.", "answer", stats["upstream"]),
-        *_series("relay_handler_runs", "Handler runs by outcome.", "outcome", stats["handler_runs"]),
-        "# HELP relay_queue_depth Jobs waiting for a slot.",
-        "# TYPE relay_queue_depth gauge",
-        f"relay_queue_depth {jobs['queued']}",
-    ]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+    Counters and histograms are kept in memory as things happen; only the per-status job counts are
+    read from the database, once per scrape.
+    """
+    relay = _relay(request)
+    relay.metrics.know_handlers(relay.handlers)
+    relay.metrics.set_job_counts(await relay.store.job_counts())
+    body, content_type = relay.metrics.render(request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type})

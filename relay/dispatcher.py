@@ -21,6 +21,7 @@ from typing import Any
 
 from .backoff import exponential
 from .handlers import Handler, HandlerEvent, PermanentError, RetryAfter
+from .metrics import Metrics
 from .states import Signal
 from .storage import SQLiteStore
 
@@ -40,10 +41,17 @@ def retry_delay(handler: Handler, attempts: int, exc: Exception) -> float:
 class Dispatcher:
     """Claims due handler runs and executes them, a few at a time."""
 
-    def __init__(self, store: SQLiteStore, handlers: dict[str, Handler], concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        store: SQLiteStore,
+        handlers: dict[str, Handler],
+        concurrency: int = 8,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.store = store
         self.handlers = handlers
         self.concurrency = concurrency
+        self.metrics = metrics or Metrics()
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
 
@@ -90,18 +98,22 @@ class Dispatcher:
             await self.store.finish_run(run["id"], "dead", error=f"handler {name!r} is not enabled")
             return
         event = HandlerEvent(Signal(run["signal"]), run["id"], attempts, run["transition_id"])
+        started = time.perf_counter()
         try:
             job = await self.store.get_job(run["job_id"])
             output = await asyncio.wait_for(handler.run(job, event), RUN_TIMEOUT)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self._failed(run, handler, exc)
+            outcome = await self._failed(run, handler, exc)
+            self.metrics.handler_run(name, outcome, time.perf_counter() - started)  # metrics hook
             return
         await self.store.finish_run(run["id"], "done", output=(output or "")[:4000])
+        self.metrics.handler_run(name, "done", time.perf_counter() - started)  # metrics hook
         log.info("handler done handler=%s job=%s run=%s", name, run["job_id"], run["id"])
 
-    async def _failed(self, run: dict[str, Any], handler: Handler, exc: Exception) -> None:
+    async def _failed(self, run: dict[str, Any], handler: Handler, exc: Exception) -> str:
+        """Record a failed try: ``dead`` after the limit or a permanent error, else ``retry`` later."""
         attempts = int(run["attempts"])
         error = f"{type(exc).__name__}: {exc}"[:2000]
         if isinstance(exc, PermanentError) or attempts >= handler.max_attempts:
@@ -114,7 +126,7 @@ class Dispatcher:
                 attempts,
                 error,
             )
-            return
+            return "dead"
         delay = retry_delay(handler, attempts, exc)
         await self.store.finish_run(run["id"], "pending", error=error, next_at=time.time() + delay)
         log.info(
@@ -126,3 +138,4 @@ class Dispatcher:
             delay,
             error,
         )
+        return "retry"

@@ -25,6 +25,7 @@ from typing import Any
 from .backoff import busy_wait, exponential
 from .capacity import Candidate, Capacity, Email
 from .errors import UpstreamError
+from .metrics import Metrics
 from .states import TERMINAL, Status
 from .storage import SQLiteStore, SubmitTicket
 from .taskparse import account_of
@@ -53,6 +54,7 @@ class Scheduler:
         create_grace: float = CREATE_GRACE,
         retry_base: float = 2.0,
         rest: Callable[[], float] = busy_wait,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.upstream = upstream
@@ -63,6 +65,7 @@ class Scheduler:
         self.create_grace = create_grace
         self.retry_base = retry_base
         self.rest = rest
+        self.metrics = metrics or Metrics()
         self.degraded: str | None = None
         self._wake = asyncio.Event()
         self._inflight: dict[str, tuple[Email, bool]] = {}  # job id → (account, explore)
@@ -322,6 +325,7 @@ class Scheduler:
     async def _accepted(self, ticket: SubmitTicket, task_id: str, body: str | None, how: str) -> None:
         account = account_of(task_id) or ticket.account
         job = await self.store.record_submitted(ticket, task_id, account, body, how)
+        self.metrics.job_accepted(job, ticket.attempt)  # metrics hook
         log.info("submitted job=%s replyRef=%s account=%s %s", ticket.job_id, ticket.reply_ref, account, how)
         if job["status"] == Status.CANCELLED.value:
             await self._cancel_upstream(ticket.job_id, task_id)

@@ -20,6 +20,7 @@ from .errors import BadRequest, NotFound, UpstreamError, ValidationError
 from .handlers import HandlerContext, build_handlers
 from .live import Broadcaster
 from .logs import redact
+from .metrics import Metrics
 from .poller import Poller
 from .scheduler import Scheduler
 from .settings import Settings
@@ -40,6 +41,7 @@ class Relay:
         self.settings = settings
         self.store: SQLiteStore = open_store(settings.db_path, self._route, self._listening)
         self.live = Broadcaster()
+        self.metrics = Metrics()  # metrics hook: one registry per relay
         self.simulator: Any = None
         if settings.simulated:
             from .simulator import Simulator
@@ -51,7 +53,7 @@ class Relay:
             )
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), limits=limits)
-        self.upstream = Upstream(self.http, settings.upstream_root, settings.useapi_token)
+        self.upstream = Upstream(self.http, settings.upstream_root, settings.useapi_token, self.metrics)
         # Built here, not at start, so a configuration mistake stops `serve` with a clear message.
         ctx = HandlerContext(
             settings,
@@ -61,9 +63,14 @@ class Relay:
             job_moved=self.after_commit,
         )
         self.handlers: dict[str, Any] = build_handlers(ctx)
-        self.dispatcher = Dispatcher(self.store, self.handlers)
+        self.dispatcher = Dispatcher(self.store, self.handlers, metrics=self.metrics)
         self.scheduler = Scheduler(
-            self.store, self.upstream, settings.callback_root, self.after_commit, dict(settings.accounts)
+            self.store,
+            self.upstream,
+            settings.callback_root,
+            self.after_commit,
+            dict(settings.accounts),
+            metrics=self.metrics,
         )
         self.poller = Poller(self.store, self.upstream, settings.poll_after, self.publish)
         self._tasks: list[asyncio.Task[None]] = []
@@ -157,12 +164,14 @@ class Relay:
         if result.outcome != "applied" or result.brief is None:
             return
         if result.job is None:  # nobody reads the JSON; the scheduler still must know
+            self.metrics.job_moved(result.brief)  # metrics hook
             self.scheduler.job_changed(result.brief)
             return
         await self._announce(result.job, result.signal, result.transition_id)
 
     async def _announce(self, job: dict[str, Any], signal: Signal | None, transition_id: int | None) -> None:
         self.live.publish(job)
+        self.metrics.job_moved(job)  # metrics hook
         if signal is not None:
             signals.send(self, signal, job, transition_id)
         self.scheduler.job_changed(job)
