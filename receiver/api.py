@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,7 @@ from .. import rules
 from ..errors import BadRequest, ValidationError
 from ..service import Relay
 from ..states import TERMINAL, Status
+from .auth import SESSION_COOKIE, session_value
 from .bodies import read_json
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -21,6 +23,21 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 
 def _relay(request: Request) -> Relay:
     return request.app.state.relay
+
+
+def has_key(request: Request) -> bool:
+    """Whether the caller holds ``RELAY_API_KEY`` (bearer or dashboard session); True when none is set.
+
+    For the routes the key middleware leaves open but whose details are only for the operator.
+    """
+    api_key = _relay(request).settings.api_key
+    if api_key is None:
+        return True
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if given and hmac.compare_digest(given.encode(), api_key.encode()):
+        return True
+    session = request.cookies.get(SESSION_COOKIE)
+    return session is not None and hmac.compare_digest(session.encode(), session_value(api_key).encode())
 
 
 def _limit(raw: str | None) -> int:
@@ -99,8 +116,14 @@ async def models(request: Request) -> JSONResponse:
 
 
 async def healthz(request: Request) -> JSONResponse:
-    """``GET /healthz``."""
-    return JSONResponse(await _relay(request).health())
+    """``GET /healthz``: liveness, open to all; job counts and handler names only with the key.
+
+    The anonymous answer reads nothing from the database, so a probe never waits on it.
+    """
+    relay = _relay(request)
+    if has_key(request):
+        return JSONResponse(await relay.health())
+    return JSONResponse({"status": "degraded" if relay.scheduler.degraded else "ok"})
 
 
 def _sse(data: dict[str, Any], event: str = "job") -> str:
