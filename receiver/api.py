@@ -12,11 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import rules
-from ..errors import BadRequest, ValidationError
+from ..errors import BadRequest, Unauthorized, ValidationError
 from ..service import Relay
 from ..states import TERMINAL, Status
 from .auth import SESSION_COOKIE, session_value
 from .bodies import read_json
+from .openapi import document
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 
@@ -124,6 +125,13 @@ async def healthz(request: Request) -> JSONResponse:
     if has_key(request):
         return JSONResponse(await relay.health())
     return JSONResponse({"status": "degraded" if relay.scheduler.degraded else "ok"})
+
+
+async def openapi(request: Request) -> JSONResponse:
+    """``GET /openapi.json``: the OpenAPI 3.1 description of this HTTP API (needs the key when set)."""
+    if not has_key(request):
+        raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer <RELAY_API_KEY>'")
+    return JSONResponse(document())
 
 
 def _sse(data: dict[str, Any], event: str = "job") -> str:
