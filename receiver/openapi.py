@@ -12,19 +12,10 @@ import functools
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from .. import rules
 from ..states import Status
+from .openapi_schemas import Schema, component_schemas, nullable, ref
 
 JSON = "application/json"
-Schema = dict[str, Any]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(kind: str, **more: Any) -> Schema:
-    return {"type": [kind, "null"], **more}
 
 
 def _json(schema: Schema, description: str) -> Schema:
@@ -46,7 +37,7 @@ _ERRORS = {
 
 def _answers(ok: dict[int, Schema], *errors: int) -> dict[str, Schema]:
     answers = {str(status): answer for status, answer in ok.items()}
-    answers.update({str(status): _json(_ref("Error"), _ERRORS[status]) for status in errors})
+    answers.update({str(status): _json(ref("Error"), _ERRORS[status]) for status in errors})
     return answers
 
 
@@ -69,138 +60,16 @@ _SEE_OTHER = {
 }
 
 
-def _job_schemas() -> dict[str, Schema]:
-    artifact = {
-        "type": "object",
-        "required": ["url"],
-        "properties": {
-            "url": {"type": "string"},
-            "path": _nullable("string", description="Where the download handler stored it."),
-            "size": _nullable("integer"),
-            "sha256": _nullable("string", description="Of the bytes on disk."),
-            "preview_url": _nullable("string"),
-        },
-    }
-    handler_run = {
-        "type": "object",
-        "required": ["name", "status", "attempts"],
-        "properties": {
-            "id": {"type": "integer"},
-            "name": {"type": "string"},
-            "signal": {"type": "string"},
-            "status": {"type": "string", "description": "pending, running, done or dead."},
-            "attempts": {"type": "integer"},
-            "last_error": _nullable("string"),
-            "updated_at": _nullable("string"),
-        },
-    }
-    job = {
-        "type": "object",
-        "required": ["id", "status", "model", "params", "progress", "attempt", "artifacts", "handlers"],
-        "properties": {
-            "id": {"type": "string"},
-            "status": {"type": "string", "enum": [s.value for s in Status]},
-            "model": {"type": "string"},
-            "params": {"type": "object", "description": "The videos/create fields, normalized."},
-            "account": _nullable("string"),
-            "task_id": _nullable("string"),
-            "progress": {"type": "number", "minimum": 0, "maximum": 1},
-            "progress_text": _nullable("string"),
-            "attempt": {"type": "integer", "minimum": 1},
-            "error": _nullable("string"),
-            "error_kind": _nullable("string"),
-            "artifacts": {"type": "array", "items": artifact},
-            "handlers": {"type": "array", "items": handler_run},
-            "created_at": {"type": "string"},
-            "updated_at": {"type": "string"},
-        },
-    }
-    history = {"type": "array", "items": {"type": "object"}}
-    detail = {
-        "allOf": [
-            _ref("Job"),
-            {
-                "type": "object",
-                "properties": {
-                    "events": {**history, "description": "Callbacks, polls and upstream exchanges."},
-                    "transitions": {**history, "description": "Every status move, with its signal."},
-                },
-            },
-        ]
-    }
-    return {"Job": job, "JobDetail": detail}
-
-
-def _request_schema() -> Schema:
-    text, number = {"type": "string"}, {"type": "integer"}
-    return {
-        "type": "object",
-        "required": ["model"],
-        "description": "The videos/create fields (see `GET /api/models` for each model's rules), "
-        "plus `handlers`. `multishot_prompt_N` / `multishot_duration_N` are accepted too.",
-        "properties": {
-            "model": {"type": "string", "enum": list(rules.MODELS)},
-            "text_prompt": text,
-            "duration": number,
-            "aspect_ratio": text,
-            "resolution": text,
-            "audio": {"type": "boolean"},
-            "seed": number,
-            "imageAssetId1": text,
-            "imageAssetId2": text,
-            "videoAssetId": text,
-            "exploreMode": {"type": "boolean"},
-            "email": text,
-            "handlers": {"type": "array", "items": text, "description": "Only these handlers for this job."},
-        },
-    }
-
-
-def _schemas() -> dict[str, Schema]:
-    return {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {"type": "string", "description": "What was wrong and what to do."},
-                "field": _nullable("string"),
-                "problems": {"type": "array", "items": {"type": "object"}},
-            },
-        },
-        **_job_schemas(),
-        "JobRequest": _request_schema(),
-        "JobList": {
-            "type": "object",
-            "required": ["jobs", "next_cursor"],
-            "properties": {
-                "jobs": {"type": "array", "items": _ref("Job")},
-                "next_cursor": _nullable("string", description="Pass as `cursor` for the next page."),
-            },
-        },
-        "Health": {
-            "type": "object",
-            "required": ["status"],
-            "properties": {
-                "status": {"type": "string", "enum": ["ok", "degraded"]},
-                "reason": _nullable("string"),
-                "upstream": {"type": "string"},
-                "jobs": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "handlers": {"type": "array", "items": {"type": "string"}},
-            },
-        },
-    }
-
-
 def _job_paths() -> dict[str, Schema]:
-    job_answer = {200: _json(_ref("Job"), "The job.")}
+    job_answer = {200: _json(ref("Job"), "The job.")}
     events = {"text/event-stream": {"schema": {"type": "string"}}}
     return {
         "/api/jobs": {
             "post": {
                 "summary": "Submit a job (validated against the model rules, stored queued).",
-                "requestBody": {"required": True, "content": {JSON: {"schema": _ref("JobRequest")}}},
+                "requestBody": {"required": True, "content": {JSON: {"schema": ref("JobRequest")}}},
                 "responses": _answers(
-                    {201: _json(_ref("Job"), "Stored, queued.")}, 400, 401, 413, 415, 422, 503
+                    {201: _json(ref("Job"), "Stored, queued.")}, 400, 401, 413, 415, 422, 503
                 ),
             },
             "get": {
@@ -219,14 +88,14 @@ def _job_paths() -> dict[str, Schema]:
                     },
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],
-                "responses": _answers({200: _json(_ref("JobList"), "A page of jobs.")}, 401, 422),
+                "responses": _answers({200: _json(ref("JobList"), "A page of jobs.")}, 401, 422),
             },
         },
         "/api/jobs/{id}": {
             "get": {
                 "summary": "One job with its events, transitions and handler runs.",
                 "parameters": [_JOB_ID],
-                "responses": _answers({200: _json(_ref("JobDetail"), "The job.")}, 401, 404),
+                "responses": _answers({200: _json(ref("JobDetail"), "The job.")}, 401, 404),
             }
         },
         "/api/jobs/{id}/cancel": {
@@ -297,7 +166,7 @@ def _other_paths() -> dict[str, Schema]:
     asset = {
         "type": "object",
         "required": ["assetId"],
-        "properties": {"assetId": {"type": "string"}, "account": _nullable("string")},
+        "properties": {"assetId": {"type": "string"}, "account": nullable("string")},
     }
     callback_answer = {
         "type": "object",
@@ -354,7 +223,7 @@ def _other_paths() -> dict[str, Schema]:
             "get": {
                 "summary": "Liveness; job counts and handler names only with the key.",
                 "security": _OPEN,
-                "responses": {"200": _json(_ref("Health"), "Alive.")},
+                "responses": {"200": _json(ref("Health"), "Alive.")},
             }
         },
         "/metrics": {
@@ -421,7 +290,7 @@ def _page_paths() -> dict[str, Schema]:
                 },
                 "responses": {
                     "303": _SEE_OTHER,
-                    "400": _json(_ref("Error"), "Not a form this page sent (too many fields)."),
+                    "400": _json(ref("Error"), "Not a form this page sent (too many fields)."),
                     "401": {"description": "Wrong key: the form again.", "content": _HTML},
                 },
             },
@@ -483,7 +352,7 @@ def document() -> dict[str, Any]:
         "security": [{"bearer": []}, {"session": []}],
         "paths": _paths(),
         "components": {
-            "schemas": _schemas(),
+            "schemas": component_schemas(),
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "`RELAY_API_KEY`."},
                 "session": {"type": "apiKey", "in": "cookie", "name": "relay_session"},
