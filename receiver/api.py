@@ -3,24 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import rules
-from ..errors import BadRequest, ValidationError
+from ..errors import BadRequest, Unauthorized, ValidationError
 from ..service import Relay
 from ..states import TERMINAL, Status
+from .auth import SESSION_COOKIE, session_value
 from .bodies import read_json
+from .openapi import document
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 
 
 def _relay(request: Request) -> Relay:
     return request.app.state.relay
+
+
+def has_key(request: Request) -> bool:
+    """Whether the caller holds ``RELAY_API_KEY`` (bearer or dashboard session); True when none is set.
+
+    For the routes the key middleware leaves open but whose details are only for the operator.
+    """
+    api_key = _relay(request).settings.api_key
+    if api_key is None:
+        return True
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if given and hmac.compare_digest(given.encode(), api_key.encode()):
+        return True
+    session = request.cookies.get(SESSION_COOKIE)
+    return session is not None and hmac.compare_digest(session.encode(), session_value(api_key).encode())
 
 
 def _limit(raw: str | None) -> int:
@@ -99,8 +117,21 @@ async def models(request: Request) -> JSONResponse:
 
 
 async def healthz(request: Request) -> JSONResponse:
-    """``GET /healthz``."""
-    return JSONResponse(await _relay(request).health())
+    """``GET /healthz``: liveness, open to all; job counts and handler names only with the key.
+
+    The anonymous answer reads nothing from the database, so a probe never waits on it.
+    """
+    relay = _relay(request)
+    if has_key(request):
+        return JSONResponse(await relay.health())
+    return JSONResponse({"status": "degraded" if relay.scheduler.degraded else "ok"})
+
+
+async def openapi(request: Request) -> JSONResponse:
+    """``GET /openapi.json``: the OpenAPI 3.1 description of this HTTP API (needs the key when set)."""
+    if not has_key(request):
+        raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer <RELAY_API_KEY>'")
+    return JSONResponse(document())
 
 
 def _sse(data: dict[str, Any], event: str = "job") -> str:
@@ -144,23 +175,14 @@ async def all_events(request: Request) -> Response:
     )
 
 
-def _series(name: str, help_text: str, label: str, values: dict[str, int]) -> list[str]:
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
-    lines += [f'{name}{{{label}="{key}"}} {value}' for key, value in sorted(values.items())]
-    return lines
+async def metrics(request: Request) -> Response:
+    """``GET /metrics``: Prometheus exposition of the ``relay_*`` series (see ``relay/metrics.py``).
 
-
-async def metrics(request: Request) -> PlainTextResponse:
-    """``GET /metrics``: Prometheus text format, series named ``relay_*``."""
-    stats = await _relay(request).store.stats()
-    jobs = {s.value: stats["jobs"].get(s.value, 0) for s in Status}
-    lines = [
-        *_series("relay_jobs", "Jobs by status.", "status", jobs),
-        *_series("relay_callbacks_total", "Callbacks received by outcome.", "outcome", stats["callbacks"]),
-        *_series("relay_upstream_calls_total", "Upstream exchanges by answer.", "answer", stats["upstream"]),
-        *_series("relay_handler_runs", "Handler runs by outcome.", "outcome", stats["handler_runs"]),
-        "# HELP relay_queue_depth Jobs waiting for a slot.",
-        "# TYPE relay_queue_depth gauge",
-        f"relay_queue_depth {jobs['queued']}",
-    ]
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+    Counters and histograms are kept in memory as things happen; only the per-status job counts are
+    read from the database, once per scrape.
+    """
+    relay = _relay(request)
+    relay.metrics.know_handlers(relay.handlers)
+    relay.metrics.set_job_counts(await relay.store.job_counts())
+    body, content_type = relay.metrics.render(request.headers.get("accept"))
+    return Response(body, headers={"Content-Type": content_type})

@@ -33,6 +33,7 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/api/models", api.models, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/openapi.json", api.openapi, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
         Route("/files/{job}/{name}", artifact_file, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),

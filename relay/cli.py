@@ -62,12 +62,11 @@ def serve(host: str, port: int, access_log: bool) -> None:
             "or use --host 127.0.0.1.",
             EXIT_USAGE,
         )
-    logs.setup(settings.log_level)
-    if settings.simulated:
-        click.echo(
-            "USEAPI_TOKEN is not set: using the built-in simulator of useapi.net "
-            f"(jobs finish in ~{settings.sim_step_seconds * 6:.0f} s).",
-            err=True,
+    logs.setup(settings.log_level, settings.log_format)
+    if settings.simulated:  # a log line, so that RELAY_LOG_FORMAT=json keeps stderr all JSON
+        logging.getLogger("runway_relay").info(
+            "USEAPI_TOKEN is not set: using the built-in simulator of useapi.net (jobs finish in ~%.0f s).",
+            settings.sim_step_seconds * 6,
         )
     try:
         app = create_app(settings)

@@ -26,6 +26,7 @@ from typing import Any
 from .backoff import exponential
 from .handlers import Handler, HandlerEvent, PermanentError, RetryAfter
 from .logs import redact
+from .metrics import Metrics
 from .states import RunStatus, Signal
 from .storage import Store
 
@@ -66,9 +67,11 @@ class Dispatcher:
         owner: str,
         concurrency: int = 8,
         lease: float = LEASE,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
+        self.metrics = metrics or Metrics()
         self.owner = owner  # this relay's id: the lease holder of the runs it claims
         self.concurrency = concurrency
         self.lease = lease
@@ -144,15 +147,18 @@ class Dispatcher:
             await self._finish(run, RunStatus.DEAD, error=f"handler {name!r} is not enabled here")
             return
         event = HandlerEvent(Signal(run["signal"]), run["id"], attempts, run["transition_id"])
+        started = time.perf_counter()
         try:
             job = await self.store.get_job(run["job_id"])
             output = await asyncio.wait_for(handler.run(job, event), RUN_TIMEOUT)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self._failed(run, handler, exc)
+            outcome = await self._failed(run, handler, exc)
+            self.metrics.handler_run(name, outcome, time.perf_counter() - started)
             return
         await self._finish(run, RunStatus.DONE, output=redact((output or "")[:4000]))
+        self.metrics.handler_run(name, "done", time.perf_counter() - started)
         log.info("handler done handler=%s job=%s run=%s", name, run["job_id"], run["id"])
 
     async def _finish(self, run: dict[str, Any], status: RunStatus, **changes: Any) -> None:
@@ -163,7 +169,8 @@ class Dispatcher:
                 run["job_id"],
             )
 
-    async def _failed(self, run: dict[str, Any], handler: Handler, exc: Exception) -> None:
+    async def _failed(self, run: dict[str, Any], handler: Handler, exc: Exception) -> str:
+        """Record a failed try: ``dead`` after the limit or a permanent error, else ``retry`` later."""
         attempts = int(run["attempts"])
         error = redact(f"{type(exc).__name__}: {exc}"[:2000])
         if out_of_descriptors(exc):
@@ -174,7 +181,7 @@ class Dispatcher:
                 run["job_id"],
                 run["id"],
             )
-            return
+            return "retry"
         if isinstance(exc, PermanentError) or attempts >= handler.max_attempts:
             await self._finish(run, RunStatus.DEAD, error=error)
             log.warning(
@@ -185,7 +192,7 @@ class Dispatcher:
                 attempts,
                 error,
             )
-            return
+            return "dead"
         delay = retry_delay(handler, attempts, exc)
         await self._finish(run, RunStatus.PENDING, error=error, next_at=time.time() + delay)
         log.info(
@@ -197,3 +204,4 @@ class Dispatcher:
             delay,
             error,
         )
+        return "retry"

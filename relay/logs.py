@@ -32,11 +32,19 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def setup(level: str = "INFO") -> None:
-    """Configure the root logger and make sure every handler redacts secrets."""
+def setup(level: str = "INFO", log_format: str = "text") -> None:
+    """Configure the root logger and make sure every handler redacts secrets.
+
+    ``log_format="json"`` writes one JSON object per line (``relay/logformat.py``).
+    """
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    if log_format == "json":
+        from .logformat import JsonFormatter
+
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     install_filter()
 
 

@@ -23,6 +23,7 @@ from .errors import BadRequest, NotFound, UpstreamError, ValidationError
 from .handlers import Handler, HandlerContext, build_handlers
 from .live import Broadcaster
 from .logs import redact
+from .metrics import Metrics
 from .poller import Poller
 from .scheduler import Scheduler
 from .settings import Settings
@@ -44,6 +45,7 @@ class Relay:
         self.id = relay_id()
         self.store = open_store(settings.db_path, origin=self.id)
         self.live = Broadcaster()
+        self.metrics = Metrics()
         self.simulator: Any = None
         if settings.simulated:
             from .simulator import Simulator
@@ -55,7 +57,7 @@ class Relay:
             )
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), limits=limits)
-        self.upstream = Upstream(self.http, settings.upstream_root, settings.useapi_token)
+        self.upstream = Upstream(self.http, settings.upstream_root, settings.useapi_token, self.metrics)
         # Built here, not at start, so a configuration mistake stops `serve` with a clear message.
         ctx = HandlerContext(
             settings,
@@ -67,7 +69,9 @@ class Relay:
         self.handlers: dict[str, Handler] = build_handlers(ctx)
         self.store.routing = routing_for(self.handlers)
         lease = settings.lease_seconds
-        self.dispatcher = Dispatcher(self.store, self.handlers, self.id, lease=lease * 3)
+        self.dispatcher = Dispatcher(
+            self.store, self.handlers, self.id, lease=lease * 3, metrics=self.metrics
+        )
         self.poller = Poller(self.store, self.upstream, settings.poll_after, self.publish)
         self.scheduler = Scheduler(
             self.store,
@@ -139,6 +143,7 @@ class Relay:
     async def announce(self, moved: Moved) -> None:
         """Tell the scheduler, the live views and the signal's receivers what a committed write moved."""
         self.scheduler.job_changed(moved.row)
+        self.metrics.job_moved(moved.row, moved.previous)
         signal = moved.signal
         if not (self.live.listening or (signal is not None and signals.signal_for(signal).receivers)):
             return  # nobody reads the job JSON (most progress ticks): don't build it

@@ -48,6 +48,7 @@ class Settings:
     sim_step_seconds: float = 1.0
     handler_max_attempts: int = 5
     log_level: str = "INFO"
+    log_format: str = "text"
     slack_events: tuple[str, ...] = ("job-succeeded", "job-failed")
     discord_events: tuple[str, ...] = ("job-succeeded", "job-failed")
     exec_timeout: float = 300.0
@@ -166,6 +167,14 @@ def _cpu(env: Mapping[str, str]) -> str:
     raise SettingsError(f"RELAY_CPU={raw!r}: use auto, off, or a CPU number such as 0")
 
 
+def _log_format(env: Mapping[str, str]) -> str:
+    """``RELAY_LOG_FORMAT``: ``text`` (default) or ``json`` (one object per line)."""
+    raw = (env.get("RELAY_LOG_FORMAT") or "text").strip().lower()
+    if raw not in ("text", "json"):
+        raise SettingsError(f"RELAY_LOG_FORMAT={raw!r}: use text or json")
+    return raw
+
+
 def _forward_secret(env: Mapping[str, str]) -> str | None:
     """``RELAY_FORWARD_SECRET``: required with ``RELAY_FORWARD_URL``, a ``whsec_`` + base64 key."""
     secret = (env.get("RELAY_FORWARD_SECRET") or "").strip()
@@ -226,6 +235,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sim_step_seconds=_number(env, "RELAY_SIM_STEP_SECONDS", 1.0, 0.001),
         handler_max_attempts=int(_number(env, "RELAY_HANDLER_MAX_ATTEMPTS", 5, 1)),
         log_level=(env.get("RELAY_LOG_LEVEL") or "INFO").upper(),
+        log_format=_log_format(env),
         slack_events=_events(env, "RELAY_SLACK_EVENTS", ("job-succeeded", "job-failed")),
         discord_events=_events(env, "RELAY_DISCORD_EVENTS", ("job-succeeded", "job-failed")),
         exec_timeout=_number(env, "RELAY_EXEC_TIMEOUT", 300.0, 0.01),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -16,6 +17,7 @@ import httpx
 
 from .errors import UpstreamError
 from .logs import redact
+from .metrics import Metrics
 from .taskparse import account_of
 
 PREFIX = "/v1/runwayml"
@@ -124,35 +126,49 @@ def _decode(response: httpx.Response) -> Any:
 class Upstream:
     """Calls under ``{root}/v1/runwayml/`` with the bearer token."""
 
-    def __init__(self, client: httpx.AsyncClient, root: str, token: str | None) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, root: str, token: str | None, metrics: Metrics | None = None
+    ) -> None:
         self._client = client
         self._root = root.rstrip("/") + PREFIX
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._metrics = metrics or Metrics()
 
     def _url(self, path: str) -> str:
         return f"{self._root}/{path}"
 
     async def _request(
-        self, method: str, path: str, headers_extra: dict[str, str] | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        headers_extra: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> httpx.Response:
+        """One call; ``endpoint`` is the path template it is counted under in the metrics."""
         headers = {**self._headers, **(headers_extra or {})}
+        started = time.perf_counter()
         try:
-            return await self._client.request(
+            response = await self._client.request(
                 method, self._url(path), headers=headers, timeout=TIMEOUT, **kwargs
             )
         except httpx.HTTPError as exc:
+            answer = "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
+            self._metrics.upstream_call(endpoint, answer, time.perf_counter() - started)
             raise UpstreamError(f"{method} {path.split('/')[0]}: {type(exc).__name__}") from exc
+        self._metrics.upstream_call(endpoint, str(response.status_code), time.perf_counter() - started)
+        return response
 
     async def create(self, body: dict[str, Any]) -> CreateResult:
         """``POST videos/create``; network errors become a ``TRANSIENT`` result, never an exception."""
         try:
-            response = await self._request("POST", "videos/create", json=body)
+            response = await self._request("POST", "videos/create", "videos/create", json=body)
         except UpstreamError as exc:
             return CreateResult(CreateKind.TRANSIENT, None, exc.message)
         return classify_create(response.status_code, _decode(response))
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._request(method, path, **kwargs)
+    async def _json(self, method: str, path: str, endpoint: str, **kwargs: Any) -> Any:
+        response = await self._request(method, path, endpoint, **kwargs)
         body = _decode(response)
         if response.status_code >= 400:
             raise UpstreamError(_message(body, f"HTTP {response.status_code}"), response.status_code, body)
@@ -160,28 +176,28 @@ class Upstream:
 
     async def get_task(self, task_id: str) -> Any:
         """``GET tasks/{taskId}``: the task Model."""
-        return await self._json("GET", f"tasks/{task_id}")
+        return await self._json("GET", f"tasks/{task_id}", "tasks/{taskId}")
 
     async def scheduler(self) -> list[dict[str, Any]]:
         """``GET scheduler/``: what useapi.net runs for us now."""
-        body = await self._json("GET", "scheduler/")
+        body = await self._json("GET", "scheduler/", "scheduler/")
         return [t for t in body if isinstance(t, dict)] if isinstance(body, list) else []
 
     async def recent_tasks(self, email: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """``GET tasks/``: the most recent tasks, newest first (``email`` picks the account)."""
         params: dict[str, Any] = {"limit": limit, **({"email": email} if email else {})}
-        body = await self._json("GET", "tasks/", params=params)
+        body = await self._json("GET", "tasks/", "tasks/", params=params)
         if isinstance(body, dict):
             body = body.get("tasks")
         return [t for t in body if isinstance(t, dict)] if isinstance(body, list) else []
 
     async def cancel(self, task_id: str) -> Any:
         """``DELETE scheduler/{taskId}``: stop tracking the task and free its slot."""
-        return await self._json("DELETE", f"scheduler/{task_id}")
+        return await self._json("DELETE", f"scheduler/{task_id}", "scheduler/{taskId}")
 
     async def accounts(self) -> dict[str, int]:
         """``GET accounts/``: email → maxJobs. The password and session token are dropped here."""
-        body = await self._json("GET", "accounts/")
+        body = await self._json("GET", "accounts/", "accounts/")
         found: dict[str, int] = {}
         if isinstance(body, dict):
             for email, info in body.items():
@@ -196,5 +212,10 @@ class Upstream:
         """``POST assets/?name=``: the raw file as the body; the answer carries its ``assetId``."""
         params = {"name": name, **({"email": email} if email else {})}
         return await self._json(
-            "POST", "assets/", params=params, content=content, headers_extra={"Content-Type": content_type}
+            "POST",
+            "assets/",
+            "assets/",
+            params=params,
+            content=content,
+            headers_extra={"Content-Type": content_type},
         )

@@ -161,6 +161,9 @@ class StoreCore:
         await self._update_job(tx, job["id"], changes)
         row = {**job, **changes}
         transition_id = None
+        if state.status is not Status(job["status"]):
+            await self._count(tx, job["status"], -1)
+            await self._count(tx, state.status.value, +1)
         if state.status is not Status(job["status"]) or decision.signal is not None:
             transition_id = await tx.insert(
                 "insert into transitions (job_id, attempt, from_status, to_status, progress, signal, at) "
@@ -180,6 +183,12 @@ class StoreCore:
         moved = Moved(row, job["status"], decision.signal, transition_id)
         await self._announce(tx, moved)
         return moved
+
+    async def _count(self, tx: Tx, status: str, delta: int) -> None:
+        """Keep ``job_counts`` in step with the jobs table (same transaction)."""
+        changed = await tx.execute("update job_counts set n = n + ? where status = ?", [delta, status])
+        if not changed:
+            await tx.execute("insert into job_counts (status, n) values (?, ?)", [status, delta])
 
     async def _announce(self, tx: Tx, moved: Moved) -> None:
         """Tell the other relays sharing the database (delivered only if the transaction commits)."""

@@ -40,6 +40,7 @@ class JobsMixin(StoreCore):
             "created_at": now,
             "updated_at": now,
             "last_update_at": time.time(),
+            "queued_at": time.time(),
             "next_submit_at": 0.0,
             "submit_tries": 0,
             "poll_tries": 0,
@@ -49,6 +50,7 @@ class JobsMixin(StoreCore):
             f"insert into jobs ({columns}) values ({', '.join('?' * len(row))})", list(row.values())
         )
         await self._new_attempt(tx, job_id, 1)
+        await self._count(tx, Status.QUEUED.value, +1)
         await self._event(tx, row, "api", "created", "applied", status="queued", at=now)
         full = await self._job_row(tx, job_id)
         moved = Moved(full, None)
@@ -158,5 +160,7 @@ class JobsMixin(StoreCore):
                 "submit_tries": 0,
                 "upstream_artifacts": None,
                 "last_update_at": time.time(),
+                "queued_at": time.time(),
+                "submitted_at": None,
             },
         )

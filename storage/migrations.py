@@ -169,6 +169,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "create index idx_attempts_task_id on attempts (task_id)",
         ),
     ),
+    Migration(
+        "m005_job_clock_and_counts",
+        (
+            # When the current attempt was queued and accepted upstream (epoch seconds): queue wait and
+            # generation time are exact whichever relay records the next move.
+            "alter table jobs add column queued_at double precision",
+            "alter table jobs add column submitted_at double precision",
+            # Jobs per status, kept in the transaction that moves a job: /metrics reads 9 rows, never
+            # a scan of the jobs table.
+            "create table job_counts (status text primary key, n bigint not null default 0)",
+            "insert into job_counts (status, n) select status, count(*) from jobs group by status",
+        ),
+    ),
 )
 
 

@@ -93,6 +93,7 @@ class SubmitMixin(StoreCore):
             "task_id": task_id,
             "account": account,
             "submitting_since": None,
+            "submitted_at": time.time(),
             "last_update_at": time.time(),
             "next_poll_at": None,
             "poll_tries": 0,

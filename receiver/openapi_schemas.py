@@ -1,0 +1,143 @@
+"""The component schemas of the OpenAPI description (``receiver/openapi.py``): jobs, errors, health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import rules
+from ..states import Status
+
+Schema = dict[str, Any]
+
+
+def ref(name: str) -> Schema:
+    """A reference to the component schema ``name``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(kind: str, **more: Any) -> Schema:
+    """A JSON Schema type that may also be ``null``."""
+    return {"type": [kind, "null"], **more}
+
+
+def _job_schemas() -> dict[str, Schema]:
+    artifact = {
+        "type": "object",
+        "required": ["url"],
+        "properties": {
+            "url": {"type": "string"},
+            "path": nullable("string", description="Where the download handler stored it."),
+            "size": nullable("integer"),
+            "sha256": nullable("string", description="Of the bytes on disk."),
+            "preview_url": nullable("string"),
+        },
+    }
+    handler_run = {
+        "type": "object",
+        "required": ["name", "status", "attempts"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "signal": {"type": "string"},
+            "status": {"type": "string", "description": "pending, running, done or dead."},
+            "attempts": {"type": "integer"},
+            "last_error": nullable("string"),
+            "updated_at": nullable("string"),
+        },
+    }
+    job = {
+        "type": "object",
+        "required": ["id", "status", "model", "params", "progress", "attempt", "artifacts", "handlers"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string", "enum": [s.value for s in Status]},
+            "model": {"type": "string"},
+            "params": {"type": "object", "description": "The videos/create fields, normalized."},
+            "account": nullable("string"),
+            "task_id": nullable("string"),
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "progress_text": nullable("string"),
+            "attempt": {"type": "integer", "minimum": 1},
+            "error": nullable("string"),
+            "error_kind": nullable("string"),
+            "artifacts": {"type": "array", "items": artifact},
+            "handlers": {"type": "array", "items": handler_run},
+            "created_at": {"type": "string"},
+            "updated_at": {"type": "string"},
+        },
+    }
+    history = {"type": "array", "items": {"type": "object"}}
+    detail = {
+        "allOf": [
+            ref("Job"),
+            {
+                "type": "object",
+                "properties": {
+                    "events": {**history, "description": "Callbacks, polls and upstream exchanges."},
+                    "transitions": {**history, "description": "Every status move, with its signal."},
+                },
+            },
+        ]
+    }
+    return {"Job": job, "JobDetail": detail}
+
+
+def _request_schema() -> Schema:
+    text, number = {"type": "string"}, {"type": "integer"}
+    return {
+        "type": "object",
+        "required": ["model"],
+        "description": "The videos/create fields (see `GET /api/models` for each model's rules), "
+        "plus `handlers`. `multishot_prompt_N` / `multishot_duration_N` are accepted too.",
+        "properties": {
+            "model": {"type": "string", "enum": list(rules.MODELS)},
+            "text_prompt": text,
+            "duration": number,
+            "aspect_ratio": text,
+            "resolution": text,
+            "audio": {"type": "boolean"},
+            "seed": number,
+            "imageAssetId1": text,
+            "imageAssetId2": text,
+            "videoAssetId": text,
+            "exploreMode": {"type": "boolean"},
+            "email": text,
+            "handlers": {"type": "array", "items": text, "description": "Only these handlers for this job."},
+        },
+    }
+
+
+def component_schemas() -> dict[str, Schema]:
+    """Every named schema the paths refer to."""
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {"type": "string", "description": "What was wrong and what to do."},
+                "field": nullable("string"),
+                "problems": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        **_job_schemas(),
+        "JobRequest": _request_schema(),
+        "JobList": {
+            "type": "object",
+            "required": ["jobs", "next_cursor"],
+            "properties": {
+                "jobs": {"type": "array", "items": ref("Job")},
+                "next_cursor": nullable("string", description="Pass as `cursor` for the next page."),
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ok", "degraded"]},
+                "reason": nullable("string"),
+                "upstream": {"type": "string"},
+                "jobs": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "handlers": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+    }
