@@ -65,25 +65,58 @@ def task_body(progress: str = "0.5", status: str = "RUNNING") -> dict[str, Any]:
 # -- seeding --------------------------------------------------------------------------------------
 
 
-def create_schema(path: Path) -> None:
+PG_ADMIN = os.environ.get("RELAY_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database on ``RELAY_BENCH_PG`` (default: the local server), dropped after."""
+    import secrets
+
+    import psycopg
+
+    name = f"relay_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def is_postgres(db: str | Path) -> bool:
+    """Whether ``db`` is a PostgreSQL URL (else a SQLite path)."""
+    return str(db).startswith(("postgresql://", "postgres://"))
+
+
+def create_schema(db: str | Path) -> None:
     """An empty database made by the store's own migrations."""
     from runway_relay.storage import open_store
 
     async def make() -> None:
-        store = open_store(str(path), owner=False)
+        store = open_store(str(db), owner=False)
         await store.open()
         await store.close()
 
     asyncio.run(make())
 
 
-def seed(path: Path, jobs: int, running: int = RUNNING_TOKENS) -> None:
-    """``jobs`` jobs by direct SQL: the oldest ``running`` stay running (token :func:`token`), the
-    rest succeeded, each with its attempt, three events and two transitions like a real history."""
+def _connect(db: str | Path) -> Any:
+    """A DB-API connection to ``db`` whose placeholders are ``?`` on both backends."""
+    if is_postgres(db):
+        import psycopg
+
+        return psycopg.connect(str(db), cursor_factory=psycopg.ClientCursor)
     import sqlite3
 
-    create_schema(path)
-    conn = sqlite3.connect(path)
+    return sqlite3.connect(db)
+
+
+def seed(db: str | Path, jobs: int, running: int = RUNNING_TOKENS) -> None:
+    """``jobs`` jobs by direct SQL: the oldest ``running`` stay running (token :func:`token`), the
+    rest succeeded, each with its attempt, three events and two transitions like a real history."""
+    create_schema(db)
     now, stamp = time.time(), "2026-03-05T10:00:00.000Z"
     params = json.dumps({"model": "gen4.5", "text_prompt": "bench", "duration": 5})
     job_rows, attempt_rows, event_rows, transition_rows = [], [], [], []
@@ -98,25 +131,35 @@ def seed(path: Path, jobs: int, running: int = RUNNING_TOKENS) -> None:
             event_rows.append((job_id, 1, "api", kind, "applied", st, stamp))
         for old, new in (("queued", "submitted"), ("submitted", status)):
             transition_rows.append((job_id, 1, old, new, stamp))
-    with conn:
-        conn.executemany(
+    counts = [("running", min(jobs, running)), ("succeeded", max(0, jobs - running))]
+    statements = [
+        (
             "insert into jobs (id, status, model, params, attempt, progress, created_at, updated_at, "
             "last_update_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             job_rows,
-        )
-        conn.executemany(
-            "insert into attempts (job_id, attempt, reply_ref, token_hash) values (?, ?, ?, ?)", attempt_rows
-        )
-        conn.executemany(
+        ),
+        ("insert into attempts (job_id, attempt, reply_ref, token_hash) values (?, ?, ?, ?)", attempt_rows),
+        (
             "insert into events (job_id, attempt, source, kind, outcome, status, at) "
             "values (?, ?, ?, ?, ?, ?, ?)",
             event_rows,
-        )
-        conn.executemany(
+        ),
+        (
             "insert into transitions (job_id, attempt, from_status, to_status, at) values (?, ?, ?, ?, ?)",
             transition_rows,
-        )
-    conn.close()
+        ),
+        ("insert into job_counts (status, n) values (?, ?)", counts),
+    ]
+    conn = _connect(db)
+    try:
+        cursor = conn.cursor()
+        for sql, rows in statements:
+            if is_postgres(db):
+                sql = sql.replace("?", "%s")
+            cursor.executemany(sql, rows)
+        conn.commit()
+    finally:
+        conn.close()
 
 
 # -- servers --------------------------------------------------------------------------------------
@@ -153,9 +196,11 @@ def _wait_up(server: Server, path: str, timeout: float = 60.0) -> Server:
 
 
 @contextlib.contextmanager
-def _serve(workdir: Path, name: str, argv: list[str], env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Run ``argv`` with a free port appended, as a server process, until the block ends."""
-    port = free_port()
+def _serve(
+    workdir: Path, name: str, argv: list[str], env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[Server]:
+    """Run ``argv`` with ``port`` (default: a free one) appended, as a server process, until the end."""
+    port = port or free_port()
     log = workdir / f"{name}-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -169,12 +214,13 @@ def _serve(workdir: Path, name: str, argv: list[str], env: dict[str, str] | None
 
 
 @contextlib.contextmanager
-def relay_server(workdir: Path, db: Path, **env: str) -> Iterator[Server]:
-    """``runway-relay serve`` on ``db`` (built-in simulator as upstream); stopped at the end."""
+def relay_server(workdir: Path, db: str | Path, port: int | None = None, **env: str) -> Iterator[Server]:
+    """``runway-relay serve`` on ``db`` (a SQLite path or a PostgreSQL URL; built-in simulator as
+    upstream unless ``env`` says otherwise); stopped at the end."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "USEAPI_"))}
     clean.update({"RELAY_DB": str(db), "RELAY_DOWNLOAD_DIR": str(workdir / "downloads"), **env})
     argv = [sys.executable, "-m", "runway_relay", "serve", "--port"]
-    with _serve(workdir, "relay", argv, clean) as server:
+    with _serve(workdir, "relay", argv, clean, port) as server:
         yield server
 
 

@@ -1,12 +1,15 @@
 """Ingest benchmark: the real callback endpoint against a bare Starlette endpoint, in the same run.
 
-    .venv/bin/python bench/ingest.py                 # all three parts, ~6 minutes
+    .venv/bin/python bench/ingest.py                 # all four parts, ~12 minutes
     .venv/bin/python bench/ingest.py --only throughput --seconds 10 --repeat 1
+    .venv/bin/python bench/ingest.py --only backends # SQLite vs PostgreSQL, one relay and two
 
 1. throughput: wrk (closed loop, keep-alive) posts ~1 KB task bodies with ever-growing progress, so
    every callback is *applied* (event + job update + transition, committed before the 200).
 2. fixed rate: 200 callbacks/s open-loop from an asyncio client; p50/p99 time-to-200.
 3. scale: ingest rate and ``GET /api/jobs`` latency with 1k, 10k and 100k jobs in the database.
+4. backends: the same load on PostgreSQL (``RELAY_BENCH_PG``, default the local server) beside SQLite,
+   with one relay and with two relays sharing the database (two wrk, half the jobs each).
 
 Parts 1 and 2 alternate bare and relay ``--repeat`` times (fresh database each run) and report medians:
 on a shared 2-core machine single runs swing by ±20 %.
@@ -29,17 +32,20 @@ import re
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
+    PG_ADMIN,
     RUNNING_TOKENS,
     Server,
     WrkResult,
     bare_server,
     percentile,
+    pg_database,
     relay_server,
     require_wrk,
     run_wrk,
@@ -127,14 +133,41 @@ def timed_gets(port: int, path: str, count: int) -> list[float]:
     return asyncio.run(run())
 
 
-def _wrk(server: Server, work: Path, args: argparse.Namespace, seconds: float) -> WrkResult:
+def _wrk(
+    server: Server,
+    work: Path,
+    args: argparse.Namespace,
+    seconds: float,
+    tokens: list[str] | None = None,
+    connections: int | None = None,
+) -> WrkResult:
     """2 s of warm-up, then the measured run; its progress starts above the warm-up's, so every
     measured callback moves its job (applied), none is a cheaper duplicate or stale one."""
-    tokens = [token(i) for i in range(RUNNING_TOKENS)]
-    warm = wrk_script(work / "warm.lua", tokens, WRK_THREADS, base=0.0)
-    run_wrk(server, warm, threads=WRK_THREADS, connections=args.connections, seconds=2)
-    script = wrk_script(work / "callbacks.lua", tokens, WRK_THREADS, base=0.1)
-    return run_wrk(server, script, threads=WRK_THREADS, connections=args.connections, seconds=seconds)
+    tokens = tokens or [token(i) for i in range(RUNNING_TOKENS)]
+    connections = connections or args.connections
+    name = f"{server.port}"
+    warm = wrk_script(work / f"warm-{name}.lua", tokens, WRK_THREADS, base=0.0)
+    run_wrk(server, warm, threads=WRK_THREADS, connections=connections, seconds=2)
+    script = wrk_script(work / f"callbacks-{name}.lua", tokens, WRK_THREADS, base=0.1)
+    return run_wrk(server, script, threads=WRK_THREADS, connections=connections, seconds=seconds)
+
+
+def _wrk_both(servers: list[Server], work: Path, args: argparse.Namespace) -> list[WrkResult]:
+    """The same load split over several relays at once: each its own wrk, half the tokens and the
+    connections each (the jobs are disjoint, as a balancer spreading many jobs would make them)."""
+    everything = [token(i) for i in range(RUNNING_TOKENS)]
+    results: list[WrkResult | None] = [None] * len(servers)
+
+    def one(n: int) -> None:
+        share = everything[n :: len(servers)]
+        results[n] = _wrk(servers[n], work, args, args.seconds, share, args.connections // len(servers))
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(len(servers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return [r for r in results if r is not None]
 
 
 def _median(results: list[WrkResult]) -> WrkResult:
@@ -218,6 +251,51 @@ def fixed(work: Path, args: argparse.Namespace) -> None:
     print("  goal: relay p99 < 10 ms")
 
 
+def backends(work: Path, args: argparse.Namespace) -> None:
+    """Part 4: the same load on PostgreSQL beside SQLite, with one relay and with two relays on one
+    database; each row against the bare endpoint measured in the same round."""
+    print(
+        f"\n[4] backends: wrk -c{args.connections} -d{args.seconds:.0f}s, applied callbacks; "
+        f"median of {args.repeat} rounds (PostgreSQL: {PG_ADMIN.rsplit('@', 1)[-1]})"
+    )
+    rounds: dict[str, list[float]] = collections.defaultdict(list)
+    ratios: dict[str, list[float]] = collections.defaultdict(list)
+    for n in range(args.repeat):
+        with bare_server(work) as bare:
+            base = _wrk(bare, work, args, args.seconds).rps
+        rounds["bare endpoint"].append(base)
+        db = work / f"backends-{n}.db"
+        seed(db, RUNNING_TOKENS)
+        with relay_server(work, db) as relay:
+            rounds["1 relay, SQLite"].append(_wrk(relay, work, args, args.seconds).rps)
+        with pg_database() as url:
+            seed(url, RUNNING_TOKENS)
+            with relay_server(work, url) as relay:
+                rounds["1 relay, PostgreSQL"].append(_wrk(relay, work, args, args.seconds).rps)
+        with pg_database() as url:
+            seed(url, RUNNING_TOKENS)
+            with relay_server(work, url) as one, relay_server(work, url) as two:
+                both = _wrk_both([one, two], work, args)
+            rounds["2 relays, PostgreSQL"].append(sum(r.rps for r in both))
+            applied = _applied(url)
+        for name, values in rounds.items():
+            ratios[name].append(values[-1] / base)
+        print(f"  round {n + 1}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in rounds.items()))
+        print(f"  two relays stored {applied} applied callbacks (every one moved its job)")
+    for name, values in rounds.items():
+        middle = sorted(values)[len(values) // 2]
+        ratio = sorted(ratios[name])[len(values) // 2]
+        print(f"  {name:<22} {middle:>7.0f} req/s   ratio to bare {ratio:.2f}")
+
+
+def _applied(url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        sql = "select count(*) from events where source = 'callback' and outcome = 'applied'"
+        return int(conn.execute(sql).fetchone()[0])  # type: ignore[index]
+
+
 def scale(work: Path, args: argparse.Namespace) -> None:
     """Part 3: how cost grows with the number of jobs stored."""
     print("\n[3] scale: ingest (wrk, applied callbacks) and reads, by jobs in the database")
@@ -242,7 +320,7 @@ def scale(work: Path, args: argparse.Namespace) -> None:
 def main() -> None:
     """Parse options, print the machine, run the chosen parts."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--only", choices=["throughput", "fixed", "scale"], action="append")
+    parser.add_argument("--only", choices=["throughput", "fixed", "scale", "backends"], action="append")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
     parser.add_argument("--scale-seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
@@ -257,11 +335,11 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"SQLite {sqlite3.sqlite_version}, {platform.platform()}"
     )
-    parts = args.only or ["throughput", "fixed", "scale"]
+    parts = args.only or ["throughput", "fixed", "scale", "backends"]
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         work = Path(tmp)
         for part in parts:
-            {"throughput": throughput, "fixed": fixed, "scale": scale}[part](work, args)
+            {"throughput": throughput, "fixed": fixed, "scale": scale, "backends": backends}[part](work, args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,12 @@ with the download handler on. 60 jobs of varied lengths (4–6 simulator steps) 
 
 Scenarios: ``steady`` — 3 accounts x maxJobs 2; ``runway-limit`` — maxJobs 3 but Runway itself allows
 only 2 per account (its 429), so the relay must learn the real capacity (utilization is against 2).
+
+``--relays 2`` runs two relays on one PostgreSQL database (``RELAY_BENCH_PG``, default the local
+server) instead of one on SQLite. Their public URLs are crossed — each relay's ``replyUrl`` points at the
+other one — so every callback lands on the relay that does NOT schedule, and every freed slot reaches
+the scheduling relay through the database's notices: the refill latency is the cross-process one. The
+jobs are submitted through both relays in turn.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import relay_server
+from common import free_port, pg_database, relay_server
 
 from runway_relay.simulator import SimTask, Simulator, create_app
 
@@ -95,48 +101,88 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-def wait_accounts(db: Path, count: int) -> None:
+def _accounts_known(db: str) -> int:
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            return int(conn.execute("select count(*) from accounts").fetchone()[0])  # type: ignore[index]
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        return int(conn.execute("select count(*) from accounts").fetchone()[0])
+
+
+def wait_accounts(db: str, count: int) -> None:
     """Until the relay has discovered the accounts (jobs sent before would use no account pinning)."""
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(db)) as conn:
-            if conn.execute("select count(*) from accounts").fetchone()[0] >= count:
+        with contextlib.suppress(Exception):
+            if _accounts_known(db) >= count:
                 return
         time.sleep(0.05)
     raise TimeoutError("the relay did not discover the accounts")
 
 
-def submit_all(url: str, jobs: int) -> list[str]:
-    """``POST /api/jobs`` for every job, at once, cycling through the models; their ids."""
+def submit_all(urls: list[str], jobs: int) -> list[str]:
+    """``POST /api/jobs`` for every job, at once, cycling through the models and the relays; ids."""
     ids = []
-    with httpx.Client(base_url=url, timeout=30) as client:
+    clients = [httpx.Client(base_url=url, timeout=30) for url in urls]
+    try:
         for i in range(jobs):
             model, duration = MODELS[i % len(MODELS)]
             body = {"model": model, "duration": duration, "text_prompt": f"bench {i}"}
-            ids.append(client.post("/api/jobs", json=body).raise_for_status().json()["id"])
+            answer = clients[i % len(clients)].post("/api/jobs", json=body).raise_for_status()
+            ids.append(answer.json()["id"])
+    finally:
+        for client in clients:
+            client.close()
     return ids
 
 
-def run(scenario: Scenario, jobs: int, step: float, work: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def relays(work: Path, db: str, count: int, env: dict[str, str]) -> Iterator[list[Any]]:
+    """``count`` relays on ``db``; with two, each one's public URL is the other's (crossed)."""
+    if count == 1:
+        with relay_server(work, db, **env) as relay:
+            yield [relay]
+        return
+    ports = [free_port() for _ in range(count)]
+    with contextlib.ExitStack() as stack:
+        started = [
+            stack.enter_context(
+                relay_server(
+                    work, db, ports[n], RELAY_PUBLIC_URL=f"http://127.0.0.1:{ports[(n + 1) % count]}", **env
+                )
+            )
+            for n in range(count)
+        ]
+        yield started
+
+
+def run(scenario: Scenario, jobs: int, step: float, work: Path, count: int = 1) -> dict[str, Any]:
     """One scenario end to end; returns the figures."""
+    with contextlib.ExitStack() as stack:
+        db = str(work / f"{scenario.name}.db") if count == 1 else stack.enter_context(pg_database())
+        return _run(scenario, jobs, step, work, db, count)
+
+
+def _run(scenario: Scenario, jobs: int, step: float, work: Path, db: str, count: int) -> dict[str, Any]:
     app = create_app(
         accounts=scenario.accounts, step_seconds=step, runway_capacity=scenario.runway_capacity, seed=7
     )
     sim: Simulator = app.state.simulator
-    db = work / f"{scenario.name}.db"
     env = {"USEAPI_TOKEN": "bench", "RELAY_DOWNLOAD_ALLOW_PRIVATE": "1", "RELAY_LOG_LEVEL": "WARNING"}
-    with serve(app) as url, relay_server(work, db, USEAPI_BASE_URL=url, **env) as relay:
+    with serve(app) as url, relays(work, db, count, {"USEAPI_BASE_URL": url, **env}) as started:
         wait_accounts(db, len(scenario.accounts))
-        started = time.monotonic()
-        refs = {f"{job_id}.1" for job_id in submit_all(relay.url, jobs)}
+        began = time.monotonic()
+        refs = {f"{job_id}.1" for job_id in submit_all([r.url for r in started], jobs)}
         deadline = time.monotonic() + 170
         while time.monotonic() < deadline:
             ours = [t for t in list(sim.tasks.values()) if t.reply_ref in refs]
             if len(ours) == jobs and all(t.terminal for t in ours):
                 break
             time.sleep(0.1)
-        elapsed = time.monotonic() - started
-        time.sleep(0.3)  # let the last callbacks land before the relay stops
+        elapsed = time.monotonic() - began
+        time.sleep(0.3)  # let the last callbacks land before the relays stop
     return measure(scenario, sim, ours, elapsed)
 
 
@@ -222,16 +268,18 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--step", type=float, default=0.2, help="simulator seconds per task step")
     parser.add_argument("--only", choices=[s.name for s in SCENARIOS])
+    parser.add_argument("--relays", type=int, default=1, choices=[1, 2], help="2: two relays on PostgreSQL")
     args = parser.parse_args()
     print(
         f"scheduler bench: {platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; simulator in-process, relay as a `runway-relay serve` subprocess; "
-        f"{args.jobs} jobs, step {args.step} s (tasks {4 * args.step:.1f}–{6 * args.step:.1f} s)"
+        f"{args.jobs} jobs, step {args.step} s (tasks {4 * args.step:.1f}–{6 * args.step:.1f} s); "
+        + ("one relay on SQLite" if args.relays == 1 else "two relays on one PostgreSQL database, crossed")
     )
     with tempfile.TemporaryDirectory(prefix="bench-scheduler-") as tmp:
         for scenario in SCENARIOS:
             if args.only in (None, scenario.name):
-                report(scenario, run(scenario, args.jobs, args.step, Path(tmp)))
+                report(scenario, run(scenario, args.jobs, args.step, Path(tmp), args.relays))
 
 
 if __name__ == "__main__":

@@ -93,7 +93,10 @@ class Dispatcher:
                 self._wake.clear()
                 free = self.concurrency - len(self._running)
                 if free > 0:
-                    for run in await self.store.claim_runs(self.owner, time.time(), free, self.lease):
+                    claimed = await self.store.claim_runs(
+                        self.owner, time.time(), free, self.lease, list(self.handlers)
+                    )
+                    for run in claimed:
                         task = asyncio.create_task(self._execute(run))
                         self._running[int(run["id"])] = task
                         task.add_done_callback(self._finished)
@@ -108,7 +111,7 @@ class Dispatcher:
         self._wake.set()
 
     async def _sleep(self) -> None:
-        due = await self.store.next_run_due()
+        due = await self.store.next_run_due(list(self.handlers))
         timeout = 2.0 if due is None else max(0.0, min(2.0, due - time.time()))
         if due is not None and timeout == 0.0 and len(self._running) < self.concurrency:
             return

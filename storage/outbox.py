@@ -27,6 +27,15 @@ _UNBLOCKED = (
 )
 
 
+def _only(handlers: list[str] | None) -> tuple[str, list[str]]:
+    """The SQL (and its arguments) that keeps a claim to runs of ``handlers``."""
+    if handlers is None:
+        return "", []
+    if not handlers:
+        return " and 1 = 0", []
+    return f" and r.handler in ({marks(handlers)})", list(handlers)
+
+
 class OutboxMixin(StoreCore):
     """The handler outbox: claim, renew, finish, retry, replay."""
 
@@ -44,21 +53,29 @@ class OutboxMixin(StoreCore):
 
     @writes
     async def claim_runs(
-        self, tx: Tx, owner: str, now: float, limit: int, lease: float
+        self,
+        tx: Tx,
+        owner: str,
+        now: float,
+        limit: int,
+        lease: float,
+        handlers: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Take up to ``limit`` runs that are due (or whose lease ran out) for ``owner``, for ``lease`` s.
 
-        Each claim counts as an attempt, a taken-over one included: a run that kills its relay every
-        time still ends ``dead``.
+        ``handlers``: only runs of these (the ones this relay has enabled; a relay never claims a run
+        it cannot execute, which another relay configured differently may). Each claim counts as an
+        attempt, a taken-over one included: a run that kills its relay every time still ends ``dead``.
         """
+        only, names = _only(handlers)
         return await tx.rows(
             "update handler_runs set status = 'running', attempts = coalesce(attempts, 0) + 1, "
             f"lease_owner = ?, lease_until = {tx.now} + ?, updated_at = ? "
             "where id in (select r.id from handler_runs r where "
             "((r.status = 'pending' and r.next_at <= ?) "
             f"or (r.status = 'running' and r.lease_until < {tx.now})) "
-            f"and {_UNBLOCKED} order by r.next_at, r.id limit ?{tx.skip_locked}) returning *",
-            [owner, lease, iso_now(), now, limit],
+            f"and {_UNBLOCKED}{only} order by r.next_at, r.id limit ?{tx.skip_locked}) returning *",
+            [owner, lease, iso_now(), now, *names, limit],
         )
 
     @writes
@@ -75,10 +92,13 @@ class OutboxMixin(StoreCore):
         return {int(row["id"]) for row in rows}
 
     @reads
-    async def next_run_due(self, tx: Tx) -> float | None:
-        """When the earliest pending run that may start is due, or ``None``."""
+    async def next_run_due(self, tx: Tx, handlers: list[str] | None = None) -> float | None:
+        """When the earliest pending run that may start (of ``handlers``, when given) is due, or ``None``."""
+        only, names = _only(handlers)
         row = await tx.one(
-            f"select min(r.next_at) as t from handler_runs r where r.status = 'pending' and {_UNBLOCKED}"
+            "select min(r.next_at) as t from handler_runs r "
+            f"where r.status = 'pending' and {_UNBLOCKED}{only}",
+            names,
         )
         return row["t"] if row else None
 

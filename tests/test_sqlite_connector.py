@@ -138,6 +138,9 @@ async def test_a_database_of_an_older_release_is_migrated(tmp_path: Path) -> Non
             dst.execute(statement)
         for column in ("lease_owner", "lease_until", "wait_for"):
             dst.execute(f"alter table handler_runs drop column {column}")
+        dst.execute("drop table job_counts")
+        for column in ("queued_at", "submitted_at"):
+            dst.execute(f"alter table jobs drop column {column}")
         dst.execute("drop index idx_attempts_task_id")
         dst.execute("drop table relay_migrations")
         dst.execute(
