@@ -106,8 +106,10 @@ def test_moderation_is_not_resubmitted_but_transient_failure_is(relay: RelayProc
 
 
 def test_cancel_frees_the_slot_and_is_final(relay: RelayProcess) -> None:
-    job = relay.api("POST", "/api/jobs", json={"model": "sora-2", "duration": 12}).json()
-    relay.wait_for(job["id"], lambda j: j["task_id"] is not None)
+    # [hold]: the simulated task stays RUNNING until cancelled, however slow the machine is
+    body = {"model": "sora-2", "duration": 12, "text_prompt": "[hold] a long take"}
+    job = relay.api("POST", "/api/jobs", json=body).json()
+    relay.wait_for(job["id"], lambda j: j["status"] == "running")
     result = cli("cancel", job["id"], server=relay.url)
     assert result.returncode == 0, result.stderr
     assert relay.api("POST", f"/api/jobs/{job['id']}/cancel").status_code == 409

@@ -3,6 +3,8 @@ loopback port, and no relay server, so each step (reconcile, fill, poll) can be 
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -84,15 +86,16 @@ async def test_a_job_cancelled_while_its_create_is_in_flight_keeps_its_slot_unti
 
 
 async def test_reconcile_waits_out_the_grace_before_calling_a_create_lost(
-    store: SQLiteStore, http: httpx.AsyncClient, sim: tuple[Simulator, str]
+    store: SQLiteStore, http: httpx.AsyncClient, sim: tuple[Simulator, str], tmp_path: Path
 ) -> None:
     simulator, url = sim
     job = await new_job(store)
     assert await store.begin_submit(job["id"], ACCOUNT) is not None  # then the process "died"
-    relay = scheduler(store, http, url, create_grace=0.5)
+    relay = scheduler(store, http, url, create_grace=3600)
     assert await relay.reconcile() == 1  # not upstream, but it might still land: keep it in flight
     assert (await store.queue_view(time.time()))[0] == []
-    time.sleep(0.5)
+    with contextlib.closing(sqlite3.connect(tmp_path / "relay.db")) as db, db:
+        db.execute("update jobs set submitting_since = submitting_since - 7200")  # as if long ago
     assert await relay.reconcile() == 0
     row = await store.job_row(job["id"])
     assert row["status"] == "queued" and row["submitting_since"] is None

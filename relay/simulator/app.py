@@ -99,6 +99,7 @@ class Simulator:
             *self._both(f"{api}/assets", self._guard(self.upload_asset), ["POST"]),
             Route("/sim/artifacts/{name}", self.artifact, methods=["GET", "HEAD"]),
             Route("/sim/stats", self.stats, methods=["GET"]),
+            Route("/sim/release/{task_id:path}", self.release, methods=["POST"]),
         ]
         self.app = Starlette(routes=self.routes)
 
@@ -188,6 +189,14 @@ class Simulator:
     async def stats(self, request: Request) -> Response:
         """``GET /sim/stats``: accepted creates (their replyRefs), attempts, 429s and tasks."""
         return JSONResponse(self.engine.stats())
+
+    async def release(self, request: Request) -> Response:
+        """``POST /sim/release/{taskId}``: a ``[hold]`` task goes on to its end."""
+        try:
+            task = self.engine.release(request.path_params["task_id"])
+        except SimError as exc:
+            return JSONResponse(exc.body, status_code=exc.status)
+        return JSONResponse({**task.summary(), "status": task.status, "released": True})
 
     async def get_task(self, request: Request) -> Response:
         """``GET tasks/{taskId}``: the bare task Model."""
