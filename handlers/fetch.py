@@ -27,7 +27,8 @@ from urllib.parse import urljoin
 
 import httpx
 
-from .base import PermanentError, RetryAfter, parse_retry_after
+from .answers import check_answer
+from .base import PermanentError
 from .netguard import BlockedURL, check_scheme
 from .transport import guarded_client
 
@@ -258,16 +259,5 @@ def _range_total(response: httpx.Response) -> int | None:
 
 
 def _raise_for_status(response: httpx.Response) -> None:
-    """Map a non-2xx answer to retry later, retry after a pause, or give up."""
-    status = response.status_code
-    if status in (200, 206):
-        return
-    message = f"GET artifact answered HTTP {status}"
-    if status == 429:
-        wait = parse_retry_after(response.headers.get("retry-after"))
-        if wait is not None:
-            raise RetryAfter(wait, message)
-        raise RuntimeError(message)
-    if 400 <= status < 500 and status != 408:
-        raise PermanentError(message)
-    raise RuntimeError(message)
+    """Map an answer other than 200/206 to retry later, retry after a pause, or give up."""
+    check_answer(response, "GET artifact", ok=(200, 206), detail=False)
