@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 
+from .. import logs
 from ..service import Relay
 from ..settings import Settings, load_settings
 from . import api
@@ -45,6 +46,7 @@ def _routes(relay: Relay) -> list[BaseRoute]:
 def create_app(settings: Settings | None = None) -> Starlette:
     """The relay as an ASGI app (``uvicorn runway_relay.receiver.app:create_app --factory``)."""
     settings = settings or load_settings()
+    logs.register_secrets(*settings.secrets())  # before anything can log or store an error
     relay = Relay(settings)
 
     @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ from typing import Any
 
 from .backoff import exponential
 from .handlers import Handler, HandlerEvent, PermanentError, RetryAfter
+from .logs import redact
 from .states import Signal
 from .storage import SQLiteStore
 
@@ -103,7 +104,7 @@ class Dispatcher:
 
     async def _failed(self, run: dict[str, Any], handler: Handler, exc: Exception) -> None:
         attempts = int(run["attempts"])
-        error = f"{type(exc).__name__}: {exc}"[:2000]
+        error = redact(f"{type(exc).__name__}: {exc}")[:2000]  # redact, then cut: no half secrets
         if isinstance(exc, PermanentError) or attempts >= handler.max_attempts:
             await self.store.finish_run(run["id"], "dead", error=error)
             log.warning(

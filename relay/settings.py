@@ -90,6 +90,18 @@ class Settings:
         except ValueError:
             return False
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret, for :func:`runway_relay.logs.register_secrets` at start-up."""
+        values = (
+            self.useapi_token,
+            self.api_key,
+            self.slack_webhook_url,
+            self.discord_webhook_url,
+            self.forward_url,
+            self.forward_secret,
+        )
+        return tuple(value for value in values if value)
+
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with CLI flags applied (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
