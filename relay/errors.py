@@ -61,9 +61,14 @@ class Conflict(RelayError):
 
 
 class PayloadTooLarge(RelayError):
-    """The request body is over the limit."""
+    """The request body is over the limit. ``drained``: the rest of the body was read and dropped,
+    so the connection can stay open; otherwise the answer closes it."""
 
     status_code = 413
+
+    def __init__(self, message: str, drained: bool = True) -> None:
+        super().__init__(message)
+        self.drained = drained
 
 
 class Unauthorized(RelayError):
