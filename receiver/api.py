@@ -11,12 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .. import rules
-from ..errors import BadRequest, ValidationError
+from ..errors import ValidationError
 from ..service import Relay
 from ..states import TERMINAL, Status
 from .bodies import read_json
-
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 
 
 def _relay(request: Request) -> Relay:
@@ -70,27 +68,6 @@ async def replay_job(request: Request) -> JSONResponse:
         {"replayed": [{"id": r["id"], "name": r["handler"], "signal": r["signal"]} for r in runs]},
         status_code=202,
     )
-
-
-async def upload_asset(request: Request) -> JSONResponse:
-    """``POST /api/assets`` (multipart ``file``): uploaded upstream; answers ``{"assetId"}``."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
-        raise BadRequest("send the file as multipart/form-data in a field named 'file'")
-    async with request.form(max_files=1, max_part_size=MAX_UPLOAD_BYTES) as form:
-        upload = form.get("file")
-        email = form.get("email")
-        if upload is None or isinstance(upload, str):
-            raise ValidationError("a file is required in the form field 'file'", "file")
-        content = await upload.read()
-        name = upload.filename or "upload"
-        media = upload.content_type or "application/octet-stream"
-    if not media.startswith(("image/", "video/")):
-        raise ValidationError(f"only images and videos can be assets, not {media}", "file")
-    answer = await _relay(request).upload_asset(
-        name, content, media, email if isinstance(email, str) else None
-    )
-    return JSONResponse(answer, status_code=201)
 
 
 async def models(request: Request) -> JSONResponse:

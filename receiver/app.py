@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from .. import logs
 from ..service import Relay
 from ..settings import Settings, load_settings
-from . import api
+from . import api, uploads
 from .auth import ApiKeyMiddleware
 from .callbacks import CallbackEndpoint
 from .dashboard import artifact_file, dashboard, login
@@ -30,7 +30,7 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/api/jobs/{id}/replay", api.replay_job, methods=["POST"]),
         Route("/api/jobs/{id}/events", api.job_events, methods=["GET"]),
         Route("/api/events", api.all_events, methods=["GET"]),
-        Route("/api/assets", api.upload_asset, methods=["POST"]),
+        Route("/api/assets", uploads.upload_asset, methods=["POST"]),
         Route("/api/models", api.models, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),

@@ -26,7 +26,7 @@ from .settings import Settings
 from .states import Signal
 from .storage import IngestResult, SQLiteStore, open_store
 from .taskparse import TaskParseError, account_of, parse_task
-from .upstream import Upstream
+from .upstream import Upload, Upstream
 
 log = logging.getLogger("runway_relay")
 
@@ -248,7 +248,7 @@ class Relay:
         return runs
 
     async def upload_asset(
-        self, name: str, content: bytes, content_type: str, email: str | None
+        self, name: str, content: bytes | Upload, content_type: str, email: str | None
     ) -> dict[str, Any]:
         """Upload an image or video upstream and remember which account holds it."""
         answer = await self.upstream.upload_asset(name, content, content_type, email)

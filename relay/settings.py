@@ -52,6 +52,7 @@ class Settings:
     exec_timeout: float = 300.0
     download_max_bytes: int = 8 * 1024**3
     cpu: str = "auto"
+    upload_max_bytes: int = 100 * 1024**2
 
     @property
     def simulated(self) -> bool:
@@ -230,4 +231,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         exec_timeout=_number(env, "RELAY_EXEC_TIMEOUT", 300.0, 0.01),
         download_max_bytes=int(_number(env, "RELAY_DOWNLOAD_MAX_BYTES", 8 * 1024**3, 1)),
         cpu=_cpu(env),
+        upload_max_bytes=int(_number(env, "RELAY_UPLOAD_MAX_BYTES", 100 * 1024**2, 1)),
     )

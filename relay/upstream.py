@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -55,6 +56,14 @@ class CreateResult:
             return next(iter(self.body["runningTasks"]), None)
         match = _BUSY.match(self.message) if self.kind is CreateKind.BUSY else None
         return match["email"] if match else None
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file to send upstream in pieces: ``pieces`` yields its bytes, ``size`` of them in all."""
+
+    pieces: AsyncIterable[bytes]
+    size: int
 
 
 def _message(body: Any, default: str) -> str:
@@ -183,10 +192,15 @@ class Upstream:
         return found
 
     async def upload_asset(
-        self, name: str, content: bytes, content_type: str, email: str | None = None
+        self, name: str, content: bytes | Upload, content_type: str, email: str | None = None
     ) -> Any:
-        """``POST assets/?name=``: the raw file as the body; the answer carries its ``assetId``."""
+        """``POST assets/?name=``: the raw file as the body; the answer carries its ``assetId``.
+
+        An :class:`Upload` is sent piece by piece with its ``Content-Length``, never whole in memory.
+        """
         params = {"name": name, **({"email": email} if email else {})}
-        return await self._json(
-            "POST", "assets/", params=params, content=content, headers_extra={"Content-Type": content_type}
-        )
+        headers = {"Content-Type": content_type}
+        body: bytes | AsyncIterable[bytes] = content if isinstance(content, bytes) else content.pieces
+        if isinstance(content, Upload):
+            headers["Content-Length"] = str(content.size)
+        return await self._json("POST", "assets/", params=params, content=body, headers_extra=headers)

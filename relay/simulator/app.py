@@ -235,10 +235,12 @@ class Simulator:
                 upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
                 if upload is None:
                     raise SimError(400, {"error": "No file in the multipart body", "code": 400})
-                size = len(await upload.read())
+                size = upload.size or 0
                 name, ctype = upload.filename or name, upload.content_type
-        else:
-            size = len(await request.body())
+        else:  # counted as it streams in: a large upload is never held in memory
+            size = 0
+            async for piece in request.stream():
+                size += len(piece)
         media_type = request.query_params.get("mediaType") or _media_type(name, ctype)
         if not size or media_type not in ("image", "video"):
             raise SimError(400, {"error": "Upload an image or a video file", "code": 400})
