@@ -67,6 +67,10 @@ class DownloadHandler:
         if trusted is None:
             trusted = frozenset({origin(settings.upstream_root)}) if settings.simulated else frozenset()
         self.trusted = trusted
+        # The built-in simulator's artifacts answer only to the relay (behind RELAY_API_KEY too).
+        own = settings.simulated and settings.upstream_root == settings.own_url
+        token = settings.upstream_token
+        self.credentials = {origin(settings.own_url): f"Bearer {token}"} if own and token else {}
 
     async def run(self, job: dict[str, Any], event: HandlerEvent) -> str | None:
         """Download every artifact not yet on disk; returns a summary line."""
@@ -80,7 +84,7 @@ class DownloadHandler:
         names = artifact_names([a["url"] for a in artifacts])
         allow_private = self.ctx.settings.download_allow_private
         async with new_client(allow_private=allow_private, trusted=self.trusted) as client:
-            fetcher = Fetcher(client, max_bytes=self.max_bytes)
+            fetcher = Fetcher(client, max_bytes=self.max_bytes, credentials=self.credentials)
             done = [
                 await self._one(fetcher, job, artifact, folder / name)
                 for artifact, name in zip(artifacts, names, strict=True)

@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -29,7 +29,7 @@ import httpx
 
 from .answers import check_answer
 from .base import PermanentError
-from .netguard import BlockedURL, check_scheme
+from .netguard import BlockedURL, check_scheme, origin
 from .transport import guarded_client
 
 CHUNK = 1024 * 1024
@@ -147,9 +147,17 @@ class _Writer:
 class Fetcher:
     """Downloads URLs to files with a client from :func:`new_client`; see the module docstring."""
 
-    def __init__(self, client: httpx.AsyncClient, *, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        max_bytes: int = MAX_BYTES,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        """``credentials``: an ``Authorization`` value per origin, sent to that origin only."""
         self.client = client
         self.max_bytes = max_bytes
+        self.credentials = dict(credentials or {})
 
     async def fetch(self, url: str, path: Path, expected: int | None) -> Fetched:
         """Download ``url`` to ``path`` (resuming ``path.part``); ``expected`` is the task's fileSize."""
@@ -187,10 +195,12 @@ class Fetcher:
 
     async def open(self, url: str, offset: int = 0) -> httpx.Response:
         """GET ``url`` (streaming), following up to MAX_REDIRECTS redirects; the guard is the client's."""
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        ranged = {"Range": f"bytes={offset}-"} if offset else {}
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 check_scheme(url)
+                credential = self.credentials.get(origin(url))
+                headers = {**ranged, "Authorization": credential} if credential else ranged
                 request = self.client.build_request("GET", url, headers=headers)
                 response = await self.client.send(request, stream=True, follow_redirects=False)
             except BlockedURL as exc:

@@ -12,11 +12,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from .. import logs
 from ..service import Relay
 from ..settings import Settings, load_settings
-from . import api, uploads
+from . import api, login, uploads
 from .auth import ApiKeyMiddleware
 from .callbacks import CallbackEndpoint
-from .dashboard import artifact_file, dashboard, login
+from .dashboard import artifact_file, dashboard
 from .errors import EXCEPTION_HANDLERS
+from .throttle import FailureThrottle
 
 
 def _routes(relay: Relay) -> list[BaseRoute]:
@@ -36,11 +37,23 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
         Route("/files/{job}/{name}", artifact_file, methods=["GET"]),
-        Route("/login", login, methods=["GET", "POST"]),
+        Route("/login", login.login, methods=["GET", "POST"]),
+        Route("/logout", login.logout, methods=["POST"]),
     ]
     if relay.settings.simulated:
         routes.append(Mount("", app=relay.simulator_app()))
     return routes
+
+
+def _middleware(settings: Settings, throttle: FailureThrottle) -> list[Middleware]:
+    return [
+        Middleware(
+            ApiKeyMiddleware,
+            api_key=settings.api_key,
+            internal_token=settings.internal_token,
+            throttle=throttle,
+        ),
+    ]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -48,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     logs.register_secrets(*settings.secrets())  # before anything can log or store an error
     relay = Relay(settings)
+    throttle = FailureThrottle()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -59,9 +73,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=_routes(relay),
-        middleware=[Middleware(ApiKeyMiddleware, api_key=settings.api_key)],
+        middleware=_middleware(settings, throttle),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
     app.state.relay = relay
+    app.state.throttle = throttle  # the login form counts wrong keys with the middleware
     return app

@@ -1,67 +1,101 @@
-"""``RELAY_API_KEY``: when set, ``/api/*``, ``/metrics`` and the dashboard need ``Bearer <key>``."""
+"""``RELAY_API_KEY``: when set, nothing answers without the key but what must stay open.
+
+Open: ``POST /callbacks/{token}`` (a callback carries its own secret), ``/login`` and ``/logout``,
+and ``GET /healthz``. Everything else, the built-in simulator and routes added later included, needs
+``Authorization: Bearer <key>`` or the dashboard's session cookie (:mod:`.sessions`). The relay
+reaches its own mounted simulator with a per-process token instead (``Settings.internal_token``),
+accepted only under the simulator's paths. Wrong keys are slowed down per client (:mod:`.throttle`).
+
+Refused: a page (``GET /``, or any ``GET`` asking for HTML) is sent to ``/login`` (303); anything
+else gets 401 JSON, or 429 with ``Retry-After`` while the client is locked out.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-_PROTECTED = ("/api/", "/metrics", "/files/")
-SESSION_COOKIE = "relay_session"
+from . import sessions
+from .asgi import header, refuse
+from .throttle import FailureThrottle
+
+INTERNAL_PATHS = ("/v1/runwayml/", "/sim/")
 
 
-def session_value(api_key: str) -> str:
-    """The dashboard cookie: derived from the key, so the key itself never sits in a cookie."""
-    return hmac.new(api_key.encode(), b"runway-relay dashboard session", hashlib.sha256).hexdigest()
+def is_open(method: str, path: str) -> bool:
+    """The routes that answer without the key (contract §8)."""
+    if path.startswith("/callbacks/"):
+        return method == "POST"
+    if path in ("/login", "/logout"):
+        return True
+    return path == "/healthz" and method in ("GET", "HEAD")
+
+
+def client_of(scope: Scope) -> str:
+    """The client's address, the key the throttle counts by."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 class ApiKeyMiddleware:
-    """Pure ASGI middleware; callbacks and ``/healthz`` stay open (callbacks carry their own token)."""
+    """Pure ASGI middleware, default deny; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        api_key: str | None,
+        internal_token: str | None = None,
+        throttle: FailureThrottle | None = None,
+    ) -> None:
         self.app = app
         self.api_key = api_key
+        self.internal = f"Bearer {internal_token}".encode() if internal_token else None
+        self.throttle = throttle or FailureThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.api_key is None or scope["type"] != "http" or not self._protected(scope["path"]):
+        if self.api_key is None or scope["type"] != "http" or is_open(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        given = headers.get(b"authorization", b"").decode("latin-1")
-        cookie = headers.get(b"cookie", b"").decode("latin-1")
-        if self._ok(given.removeprefix("Bearer ").strip()) or self._cookie_ok(cookie):
+        given = header(scope, b"authorization") or ""
+        if self._internal(scope, given) or self._session(scope):
             await self.app(scope, receive, send)
             return
-        if scope["path"] == "/":
-            await send({"type": "http.response.start", "status": 303, "headers": [(b"location", b"/login")]})
-            await send({"type": "http.response.body", "body": b""})
+        client = client_of(scope)
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            message = f"too many wrong keys from this address; try again in {wait} s"
+            await refuse(scope, receive, send, 429, {"error": message}, [(b"retry-after", b"%d" % wait)])
             return
-        body = json.dumps(
-            {"error": "missing or wrong API key: send 'Authorization: Bearer <RELAY_API_KEY>'"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [(b"content-type", b"application/json"), (b"www-authenticate", b"Bearer")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        if given.startswith("Bearer "):
+            if self._right(given.removeprefix("Bearer ").strip()):
+                self.throttle.succeeded(client)
+                await self.app(scope, receive, send)
+                return
+            self.throttle.failed(client)
+        await self._refuse(scope, receive, send)
 
-    def _protected(self, path: str) -> bool:
-        return path == "/" or path.startswith(_PROTECTED)
+    def _internal(self, scope: Scope, given: str) -> bool:
+        if self.internal is None or not scope["path"].startswith(INTERNAL_PATHS):
+            return False
+        return hmac.compare_digest(given.encode("latin-1", "replace"), self.internal)
 
-    def _ok(self, key: str) -> bool:
+    def _session(self, scope: Scope) -> bool:
+        assert self.api_key is not None
+        value = sessions.from_header(header(scope, b"cookie"))
+        return value is not None and sessions.valid(self.api_key, value)
+
+    def _right(self, key: str) -> bool:
         assert self.api_key is not None
         return bool(key) and hmac.compare_digest(key.encode(), self.api_key.encode())
 
-    def _cookie_ok(self, cookie: str) -> bool:
-        assert self.api_key is not None
-        expected = session_value(self.api_key).encode()
-        for part in cookie.split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == SESSION_COOKIE and hmac.compare_digest(value.encode(), expected):
-                return True
-        return False
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        page = scope["method"] in ("GET", "HEAD") and (
+            scope["path"] == "/" or "text/html" in (header(scope, b"accept") or "")
+        )
+        if page and not scope["path"].startswith("/api/"):
+            await send({"type": "http.response.start", "status": 303, "headers": [(b"location", b"/login")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        message = "missing or wrong API key: send 'Authorization: Bearer <RELAY_API_KEY>'"
+        await refuse(scope, receive, send, 401, {"error": message}, [(b"www-authenticate", b"Bearer")])

@@ -3,16 +3,14 @@ and ``GET /files/{job}/{name}`` to play downloaded videos."""
 
 from __future__ import annotations
 
-import hmac
 from importlib.resources import files
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 
 from ..errors import NotFound
 from ..media import media_type
-from .auth import SESSION_COOKIE, session_value
 
 _PAGE = files(__package__).joinpath("dashboard.html").read_text(encoding="utf-8")
 
@@ -48,31 +46,3 @@ async def artifact_file(request: Request) -> Response:
         binary = "application/octet-stream"
         return FileResponse(path, media_type=binary, headers=_FILE_HEADERS, filename=path.name)
     return FileResponse(path, media_type=media, headers=_FILE_HEADERS)
-
-
-_LOGIN = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>runway-relay: sign in</title>
-<style>body{font:14px system-ui,sans-serif;display:grid;place-items:center;height:90vh}
-form{display:grid;gap:8px;width:280px}</style></head><body><form method="post" action="/login">
-<h3>runway-relay</h3><label for="key">API key (RELAY_API_KEY)</label>
-<input id="key" name="key" type="password" autofocus>{error}<button type="submit">Sign in</button>
-</form></body></html>"""
-
-
-async def login(request: Request) -> Response:
-    """``GET /login`` shows the form; ``POST /login`` checks the key and sets the session cookie."""
-    api_key = request.app.state.relay.settings.api_key
-    if request.method == "GET" or api_key is None:
-        return HTMLResponse(_LOGIN.replace("{error}", "")) if api_key else RedirectResponse("/", 303)
-    async with request.form(max_fields=4) as form:
-        given = form.get("key")
-    if not isinstance(given, str) or not hmac.compare_digest(given.encode(), api_key.encode()):
-        return HTMLResponse(_LOGIN.replace("{error}", '<p style="color:#b91c1c">Wrong key.</p>'), 401)
-    response = RedirectResponse("/", 303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        session_value(api_key),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return response

@@ -12,7 +12,7 @@ import click
 
 from . import affinity, rules
 from .client import EXIT_FAILED, EXIT_USAGE, Client, fail
-from .settings import SettingsError, load_settings
+from .settings import Settings, SettingsError, load_settings
 
 SERVER = click.option(
     "--server",
@@ -124,6 +124,12 @@ def simulate(
         parsed = dict(_accounts(accounts)) or None
     except SettingsError as exc:
         fail(str(exc), EXIT_USAGE)
+    if not token and not Settings(host=host).is_loopback:
+        fail(
+            f"refusing to listen on {host} without --token: anyone could read its tasks' callback URLs "
+            "and make it post anywhere. Give --token (or SIMULATOR_TOKEN), or use --host 127.0.0.1.",
+            EXIT_USAGE,
+        )
     logs.setup()
     app = create_sim(
         accounts=parsed,

@@ -48,10 +48,12 @@ class Relay:
                 accounts=dict(settings.accounts) or None,
                 step_seconds=settings.sim_step_seconds,
                 base_url=settings.own_url,
+                token=settings.internal_token,  # it answers only to this relay (issue 15)
+                reply_root=f"{settings.callback_root}/callbacks/",
             )
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), limits=limits)
-        self.upstream = Upstream(self.http, settings.upstream_root, settings.useapi_token)
+        self.upstream = Upstream(self.http, settings.upstream_root, settings.upstream_token)
         # Built here, not at start, so a configuration mistake stops `serve` with a clear message.
         ctx = HandlerContext(
             settings,

@@ -9,6 +9,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -53,6 +54,9 @@ class Settings:
     download_max_bytes: int = 8 * 1024**3
     cpu: str = "auto"
     upload_max_bytes: int = 100 * 1024**2
+    session_hours: float = 12.0
+    # The relay's credential for its own mounted simulator: random per process, never configured.
+    internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False, compare=False)
 
     @property
     def simulated(self) -> bool:
@@ -82,6 +86,13 @@ class Settings:
         return self.useapi_base_url.rstrip("/")
 
     @property
+    def upstream_token(self) -> str | None:
+        """The bearer sent upstream: ``USEAPI_TOKEN``, or the internal token for the mounted simulator."""
+        if self.useapi_token:
+            return self.useapi_token
+        return self.internal_token if self.upstream_root == self.own_url else None
+
+    @property
     def is_loopback(self) -> bool:
         """True when ``host`` only accepts connections from this machine."""
         if self.host == "localhost":
@@ -100,6 +111,7 @@ class Settings:
             self.discord_webhook_url,
             self.forward_url,
             self.forward_secret,
+            self.internal_token,
         )
         return tuple(value for value in values if value)
 
@@ -232,4 +244,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         download_max_bytes=int(_number(env, "RELAY_DOWNLOAD_MAX_BYTES", 8 * 1024**3, 1)),
         cpu=_cpu(env),
         upload_max_bytes=int(_number(env, "RELAY_UPLOAD_MAX_BYTES", 100 * 1024**2, 1)),
+        session_hours=_number(env, "RELAY_SESSION_HOURS", 12.0, 0.01),
     )

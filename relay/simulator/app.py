@@ -35,7 +35,7 @@ from starlette.routing import BaseRoute, Route
 
 from .engine import PREVIEW_JPG, SAMPLE_MP4, Chaos, Engine
 from .tasks import SimTask
-from .validation import SimError
+from .validation import SimError, reply_url_under
 
 log = logging.getLogger("runway_relay.simulator")
 
@@ -69,8 +69,12 @@ class Simulator:
         create_delay: float = 0.0,
         chaos: Chaos | None = None,
         seed: int | None = None,
+        reply_root: str | None = None,
     ) -> None:
-        """Configure the simulator; see the package docstring for the meaning of each option."""
+        """Configure the simulator; see the package docstring for the meaning of each option.
+
+        ``reply_root``: refuse (400) a create whose ``replyUrl`` is not ``{reply_root}{token}``.
+        """
         self.rng = random.Random(seed)
         self.engine = Engine(
             accounts or {"sim-1@example.com": 2},
@@ -82,6 +86,7 @@ class Simulator:
         self.step_seconds = step_seconds
         self.create_delay = create_delay
         self.base_url = base_url.rstrip("/") if base_url else None
+        self.reply_root = reply_root
         self.chaos = chaos or Chaos()
         self.deliveries: list[dict[str, Any]] = []
         self._client: httpx.AsyncClient | None = None
@@ -177,6 +182,12 @@ class Simulator:
                 raise SimError(400, {"error": "Request body is not valid JSON", "code": 400}) from None
         if not isinstance(body, dict):
             raise SimError(400, {"error": "Request body must be a JSON object", "code": 400})
+        reply_url = body.get("replyUrl")
+        if self.reply_root and reply_url and not reply_url_under(str(reply_url), self.reply_root):
+            message = (
+                f"Parameter replyUrl must be {self.reply_root}<token> (this simulator posts nowhere else)"
+            )
+            raise SimError(400, {"error": message, "code": 400})
         task = self.engine.create(body, self._base(request))
         answer = {"task": task.model_json()}
         self._spawn(self._lifecycle(task))
