@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from .. import logs
 from ..service import Relay
@@ -17,6 +18,8 @@ from .auth import ApiKeyMiddleware
 from .callbacks import CallbackEndpoint
 from .dashboard import artifact_file, dashboard
 from .errors import EXCEPTION_HANDLERS
+from .headers import SecurityHeadersMiddleware
+from .hosts import TrustedHosts, allowed_hosts
 from .throttle import FailureThrottle
 
 
@@ -39,6 +42,7 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/files/{job}/{name}", artifact_file, methods=["GET"]),
         Route("/login", login.login, methods=["GET", "POST"]),
         Route("/logout", login.logout, methods=["POST"]),
+        Mount("/static", app=StaticFiles(packages=[("runway_relay.receiver", "static")]), name="static"),
     ]
     if relay.settings.simulated:
         routes.append(Mount("", app=relay.simulator_app()))
@@ -46,7 +50,10 @@ def _routes(relay: Relay) -> list[BaseRoute]:
 
 
 def _middleware(settings: Settings, throttle: FailureThrottle) -> list[Middleware]:
+    """Outermost first: every answer gets the security headers, even a refusal further in."""
     return [
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(TrustedHosts, allowed=allowed_hosts(settings)),
         Middleware(
             ApiKeyMiddleware,
             api_key=settings.api_key,

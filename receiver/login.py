@@ -2,11 +2,14 @@
 
 ``POST /login`` checks the key (wrong keys count towards the client's lockout, :mod:`.throttle`) and
 sets the session cookie (:mod:`.sessions`, valid ``RELAY_SESSION_HOURS``); ``POST /logout`` clears
-it and sends the browser back to ``/login``.
+it and sends the browser back to ``/login``. The page carries its own small style, allowed by its
+hash in the page's Content-Security-Policy.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 from html import escape
 from urllib.parse import parse_qs, urlsplit
@@ -17,11 +20,14 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from . import sessions
 from .auth import client_of
 from .bodies import read_limited
+from .headers import PAGE_CSP
 
 _STYLE = (
     "body{font:14px system-ui,sans-serif;display:grid;place-items:center;height:90vh}"
     "form{display:grid;gap:8px;width:280px}.error{color:#b91c1c}"
 )
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+_CSP = PAGE_CSP.replace("style-src 'self'", f"style-src 'self' 'sha256-{_STYLE_HASH}'")
 _PAGE = (
     '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>runway-relay: sign in</title>'
     f'<style>{_STYLE}</style></head><body><form method="post" action="/login">'
@@ -35,7 +41,7 @@ FORM_MAX = 4096
 def _page(error: str = "", status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
     shown = f'<p class="error">{escape(error)}</p>' if error else ""
     page = _PAGE.replace("{error}", shown)
-    return HTMLResponse(page, status, headers=headers)
+    return HTMLResponse(page, status, headers={"Content-Security-Policy": _CSP, **(headers or {})})
 
 
 def _secure(request: Request) -> bool:
