@@ -21,6 +21,7 @@ from .errors import EXCEPTION_HANDLERS
 from .headers import SecurityHeadersMiddleware
 from .hosts import TrustedHosts, allowed_hosts
 from .throttle import FailureThrottle
+from .writes import WriteGuardMiddleware
 
 
 def _routes(relay: Relay) -> list[BaseRoute]:
@@ -60,6 +61,7 @@ def _middleware(settings: Settings, throttle: FailureThrottle) -> list[Middlewar
             internal_token=settings.internal_token,
             throttle=throttle,
         ),
+        Middleware(WriteGuardMiddleware, public_url=settings.public_url),
     ]
 
 

@@ -76,7 +76,9 @@ def test_rule_break_is_422_and_nothing_is_stored(relay: RelayProcess) -> None:
     answer = relay.api("POST", "/api/jobs", json={"model": "gen4", "duration": 7})
     assert answer.status_code == 422
     assert answer.json()["field"] in ("text_prompt", "duration", "imageAssetId1")
-    assert relay.api("POST", "/api/jobs", content=b"{nope").status_code == 400
+    json_type = {"Content-Type": "application/json"}
+    assert relay.api("POST", "/api/jobs", content=b"{nope", headers=json_type).status_code == 400
+    assert relay.api("POST", "/api/jobs", content=b"{nope").status_code == 415  # not said to be JSON
     assert relay.api("GET", "/api/jobs").json()["jobs"] == []
     result = cli("submit", "--model", "veo-3.1", "--explore", server=relay.url)
     assert result.returncode == 2 and "exploreMode" in result.stderr
