@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import rules
 from ..errors import ValidationError
@@ -105,20 +105,14 @@ async def _stream(request: Request, job_id: str | None) -> AsyncIterator[str]:
 
 
 async def job_events(request: Request) -> Response:
-    """``GET /api/jobs/{id}/events``: Server-Sent Events until the job ends."""
+    """``GET /api/jobs/{id}/events``: Server-Sent Events until the job ends (503 past RELAY_SSE_MAX)."""
     await _relay(request).store.get_job(request.path_params["id"])  # 404 before streaming
-    return StreamingResponse(
-        _stream(request, request.path_params["id"]),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache"},
-    )
+    return request.app.state.streams.response(_stream(request, request.path_params["id"]))
 
 
 async def all_events(request: Request) -> Response:
-    """``GET /api/events``: Server-Sent Events for every job."""
-    return StreamingResponse(
-        _stream(request, None), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    """``GET /api/events``: Server-Sent Events for every job (503 past RELAY_SSE_MAX)."""
+    return request.app.state.streams.response(_stream(request, None))
 
 
 def _series(name: str, help_text: str, label: str, values: dict[str, int]) -> list[str]:

@@ -2,10 +2,12 @@
 
 from .errors import (
     BadRequest,
+    Busy,
     Conflict,
     NotFound,
     PayloadTooLarge,
     RelayError,
+    RequestTimeout,
     StorageUnavailable,
     Unauthorized,
     UpstreamError,
@@ -16,10 +18,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BadRequest",
+    "Busy",
     "Conflict",
     "NotFound",
     "PayloadTooLarge",
     "RelayError",
+    "RequestTimeout",
     "StorageUnavailable",
     "Unauthorized",
     "UpstreamError",

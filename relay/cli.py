@@ -47,9 +47,7 @@ def main() -> None:
 )
 def serve(host: str, port: int, access_log: bool) -> None:
     """Run the relay (with the built-in simulator when USEAPI_TOKEN is unset)."""
-    import uvicorn
-
-    from . import logs
+    from . import logs, serving
     from .receiver.app import create_app
 
     try:
@@ -77,7 +75,7 @@ def serve(host: str, port: int, access_log: bool) -> None:
     if cpu is not None:
         log = logging.getLogger("runway_relay")
         log.info("running on CPU %d (RELAY_CPU=off lets the OS move the relay's threads)", cpu)
-    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=False, access_log=access_log)
+    serving.run(app, settings, access_log=access_log)
 
 
 @main.command()

@@ -55,6 +55,10 @@ class Settings:
     cpu: str = "auto"
     upload_max_bytes: int = 100 * 1024**2
     session_hours: float = 12.0
+    max_connections: int = 1000
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    sse_max: int = 100
     # The relay's credential for its own mounted simulator: random per process, never configured.
     internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False, compare=False)
 
@@ -245,4 +249,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cpu=_cpu(env),
         upload_max_bytes=int(_number(env, "RELAY_UPLOAD_MAX_BYTES", 100 * 1024**2, 1)),
         session_hours=_number(env, "RELAY_SESSION_HOURS", 12.0, 0.01),
+        max_connections=int(_number(env, "RELAY_MAX_CONNECTIONS", 1000, 1)),
+        header_timeout=_number(env, "RELAY_HEADER_TIMEOUT", 10.0, 0.1),
+        body_timeout=_number(env, "RELAY_BODY_TIMEOUT", 30.0, 0.1),
+        sse_max=int(_number(env, "RELAY_SSE_MAX", 100, 1)),
     )
