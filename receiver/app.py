@@ -20,7 +20,7 @@ from .dashboard import artifact_file, dashboard
 from .errors import EXCEPTION_HANDLERS
 from .headers import SecurityHeadersMiddleware
 from .hosts import TrustedHosts, allowed_hosts
-from .limits import BodyTimeoutMiddleware, StreamSlots
+from .streams import StreamSlots
 from .throttle import FailureThrottle
 from .writes import WriteGuardMiddleware
 
@@ -54,7 +54,6 @@ def _routes(relay: Relay) -> list[BaseRoute]:
 def _middleware(settings: Settings, throttle: FailureThrottle) -> list[Middleware]:
     """Outermost first: every answer gets the security headers, even a refusal further in."""
     return [
-        Middleware(BodyTimeoutMiddleware, timeout=settings.body_timeout),
         Middleware(SecurityHeadersMiddleware),
         Middleware(TrustedHosts, allowed=allowed_hosts(settings)),
         Middleware(

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message, Receive, Scope
 
-from ..errors import BadRequest, PayloadTooLarge, RequestTimeout
+from ..errors import BadRequest, PayloadTooLarge
 
 LINGER_SECONDS = 30.0  # longest time spent reading a refused body (nginx: lingering_time)
 LINGER_IDLE = 5.0  # longest wait for its next piece (nginx: lingering_timeout)
@@ -43,7 +43,7 @@ async def discard_rest(receive: Receive, last: Message | None = None) -> bool:
     while (left := deadline - loop.time()) > 0:
         try:
             message = await asyncio.wait_for(receive(), min(LINGER_IDLE, left))
-        except (TimeoutError, RequestTimeout):
+        except TimeoutError:
             return False
         if message["type"] == "http.disconnect":
             return False

@@ -71,12 +71,6 @@ class PayloadTooLarge(RelayError):
         self.drained = drained
 
 
-class RequestTimeout(RelayError):
-    """The request's body stopped arriving; the answer closes the connection."""
-
-    status_code = 408
-
-
 class Busy(RelayError):
     """A limit is reached (say, of open event streams); the sender should try again shortly."""
 
