@@ -67,10 +67,11 @@ class Upload:
 
 
 def _message(body: Any, default: str) -> str:
+    """The error text of an upstream answer, as it may be stored and logged (redacted, then cut)."""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"][:1000]
+        return redact(body["error"][:8000])[:1000]
     if isinstance(body, str) and body.strip():
-        return body.strip()[:1000]
+        return redact(body.strip()[:8000])[:1000]
     return default
 
 

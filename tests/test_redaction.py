@@ -121,3 +121,11 @@ def test_a_receiver_echoing_secrets_leaks_none(relay_factory: Any) -> None:
     for piece in pieces:
         assert piece not in errors, (piece, errors)
         assert piece not in stopped, piece
+
+
+def test_upstream_error_messages_are_masked(forgetful: None) -> None:
+    from runway_relay.upstream import classify_create
+
+    logs.register_secrets(USEAPI_TOKEN)
+    result = classify_create(401, {"error": f"Unauthorized: bad token {USEAPI_TOKEN}"})
+    assert result.kind == "rejected" and USEAPI_TOKEN not in result.message and "***" in result.message
