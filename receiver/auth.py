@@ -21,6 +21,16 @@ from .asgi import header, refuse
 from .throttle import FailureThrottle
 
 INTERNAL_PATHS = ("/v1/runwayml/", "/sim/")
+AUTHENTICATED = "runway_relay.authenticated"  # set in the scope when the request holds the key
+
+
+def authenticated(scope: Scope) -> bool:
+    """Whether this request holds ``RELAY_API_KEY`` (bearer or session), as the middleware found.
+
+    For open routes that show more to the operator (say ``/healthz``): the check, and the slowdown
+    of wrong keys, happen once, in the middleware. True when no key is set.
+    """
+    return bool(scope.get(AUTHENTICATED, False))
 
 
 def is_open(method: str, path: str) -> bool:
@@ -54,26 +64,43 @@ class ApiKeyMiddleware:
         self.throttle = throttle or FailureThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.api_key is None or scope["type"] != "http" or is_open(scope["method"], scope["path"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.api_key is None:
+            scope[AUTHENTICATED] = True
             await self.app(scope, receive, send)
             return
         given = header(scope, b"authorization") or ""
         if self._internal(scope, given) or self._session(scope):
+            scope[AUTHENTICATED] = True
             await self.app(scope, receive, send)
             return
         client = client_of(scope)
         wait = self.throttle.retry_after(client)
+        if is_open(scope["method"], scope["path"]):  # answers anyway; the key only shows more
+            scope[AUTHENTICATED] = wait is None and self._bearer(client, given)
+            await self.app(scope, receive, send)
+            return
         if wait is not None:
             message = f"too many wrong keys from this address; try again in {wait} s"
             await refuse(scope, receive, send, 429, {"error": message}, [(b"retry-after", b"%d" % wait)])
             return
-        if given.startswith("Bearer "):
-            if self._right(given.removeprefix("Bearer ").strip()):
-                self.throttle.succeeded(client)
-                await self.app(scope, receive, send)
-                return
-            self.throttle.failed(client)
+        if self._bearer(client, given):
+            scope[AUTHENTICATED] = True
+            await self.app(scope, receive, send)
+            return
         await self._refuse(scope, receive, send)
+
+    def _bearer(self, client: str, given: str) -> bool:
+        """Check a bearer key, counting a wrong one against ``client``."""
+        if not given.startswith("Bearer "):
+            return False
+        if self._right(given.removeprefix("Bearer ").strip()):
+            self.throttle.succeeded(client)
+            return True
+        self.throttle.failed(client)
+        return False
 
     def _internal(self, scope: Scope, given: str) -> bool:
         if self.internal is None or not scope["path"].startswith(INTERNAL_PATHS):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import httpx
 
 from runway_relay.receiver import sessions
+from runway_relay.receiver.auth import ApiKeyMiddleware, authenticated
 from runway_relay.receiver.throttle import FailureThrottle
 
 from conftest import RelayProcess
@@ -87,3 +89,30 @@ def test_the_throttle_remembers_a_bounded_number_of_clients() -> None:
     for n in range(1000):
         throttle.failed(f"10.0.{n // 256}.{n % 256}")
     assert len(throttle._clients) == 100
+
+
+def test_open_routes_learn_who_holds_the_key_from_the_middleware() -> None:
+    seen: list[bool] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(authenticated(scope))
+
+    guard = ApiKeyMiddleware(app, api_key=KEY, throttle=FailureThrottle(free=1, clock=lambda: 0.0))
+
+    def call(**headers: str) -> None:
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/healthz",
+            "headers": raw,
+            "client": ("1.2.3.4", 1),
+        }
+        asyncio.run(guard(scope, None, None))
+
+    call()
+    call(Authorization=f"Bearer {KEY}")
+    call(Cookie=f"{sessions.COOKIE}={sessions.issue(KEY, 1)}")
+    call(Authorization="Bearer wrong")  # counted: the open route is no way around the slowdown
+    call(Authorization=f"Bearer {KEY}")  # locked out now: answered, but not as the key holder
+    assert seen == [False, True, True, False, False]
