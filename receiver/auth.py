@@ -24,6 +24,14 @@ INTERNAL_PATHS = ("/v1/runwayml/", "/sim/")
 AUTHENTICATED = "runway_relay.authenticated"  # set in the scope when the request holds the key
 
 
+SESSION_COOKIE = sessions.COOKIE  # the names this module had before sessions.py, kept for callers
+
+
+def session_value(api_key: str, hours: float = 12.0) -> str:
+    """A valid session cookie value for ``api_key``, good for ``hours`` (see :mod:`.sessions`)."""
+    return sessions.issue(api_key, hours)
+
+
 def authenticated(scope: Scope) -> bool:
     """Whether this request holds ``RELAY_API_KEY`` (bearer or session), as the middleware found.
 

@@ -4,7 +4,8 @@ A DNS-rebinding page makes a browser send ``Host: attacker.example`` to a relay 
 names the relay is really reached by are served: ``RELAY_PUBLIC_URL``'s host (callbacks come that
 way), the bind address, and for a loopback bind ``localhost``, ``127.0.0.1`` and ``[::1]``. A relay
 bound to every address (``0.0.0.0``, which needs ``RELAY_API_KEY``) without ``RELAY_PUBLIC_URL`` does
-not know its names and answers to any. Refusals are JSON like every other error.
+not know its names and answers to any. ``GET /healthz`` answers to any name (health checks address
+a relay by its own). Refusals are JSON like every other error.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def allowed_hosts(settings: Settings) -> list[str]:
     return sorted(h for h in hosts if h)
 
 
+def _health_check(scope: Scope) -> bool:
+    """``GET /healthz`` answers whatever the Host: a balancer's or an orchestrator's health check
+    addresses the relay by its own name (``relay1:8000``), and the anonymous answer says only "ok"."""
+    return scope["path"] == "/healthz" and scope["method"] in ("GET", "HEAD")
+
+
 class TrustedHosts:
     """Starlette's ``TrustedHostMiddleware``, its refusal answered as JSON."""
 
@@ -56,7 +63,7 @@ class TrustedHosts:
         await self.app(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.check.allow_any:
+        if scope["type"] != "http" or self.check.allow_any or _health_check(scope):
             await self.app(scope, receive, send)
             return
 
