@@ -246,13 +246,13 @@ def serve_bare(port: int) -> None:
 
     Started exactly like ``runway-relay serve`` starts uvicorn (same options, same logging, same CPU pinning).
     """
-    import uvicorn
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from runway_relay import affinity, logs
+    from runway_relay import affinity, logs, serving
+    from runway_relay.settings import Settings
 
     async def callback(request: Request) -> JSONResponse:
         await request.body()
@@ -269,7 +269,7 @@ def serve_bare(port: int) -> None:
     )
     logs.setup("INFO")
     affinity.pin(affinity.AUTO)  # as `runway-relay serve` does by default
-    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, proxy_headers=False)
+    serving.run(app, Settings(host="127.0.0.1", port=port), access_log=False)  # uvicorn as serve runs it
 
 
 # -- load -----------------------------------------------------------------------------------------

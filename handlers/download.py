@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..media import media_type
 from ..states import Signal
 from .base import HandlerContext, HandlerEvent, PermanentError
 from .fetch import Fetcher, in_thread, new_client, sha256_of
@@ -24,9 +25,13 @@ _SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def safe_name(url: str, index: int) -> str:
-    """A file name chosen by the relay: the URL's last segment only if harmless, else ``video-N.mp4``."""
+    """A file name chosen by the relay: the URL's last segment only if harmless, else ``video-N.mp4``.
+
+    Harmless means plain characters and a video or image extension (:mod:`..media`): a name such
+    as ``page.html`` or ``logo.svg`` would be served as something a browser runs.
+    """
     candidate = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    if _SAFE_NAME.match(candidate) and ".." not in candidate and not candidate.endswith(".part"):
+    if _SAFE_NAME.match(candidate) and ".." not in candidate and media_type(candidate):
         return f"{index + 1}-{candidate}" if index else candidate
     return f"video-{index + 1}.mp4"
 
@@ -62,6 +67,10 @@ class DownloadHandler:
         if trusted is None:
             trusted = frozenset({origin(settings.upstream_root)}) if settings.simulated else frozenset()
         self.trusted = trusted
+        # The built-in simulator's artifacts answer only to the relay (behind RELAY_API_KEY too).
+        own = settings.simulated and settings.upstream_root == settings.own_url
+        token = settings.upstream_token
+        self.credentials = {origin(settings.own_url): f"Bearer {token}"} if own and token else {}
 
     async def run(self, job: dict[str, Any], event: HandlerEvent) -> str | None:
         """Download every artifact not yet on disk; returns a summary line."""
@@ -75,7 +84,7 @@ class DownloadHandler:
         names = artifact_names([a["url"] for a in artifacts])
         allow_private = self.ctx.settings.download_allow_private
         async with new_client(allow_private=allow_private, trusted=self.trusted) as client:
-            fetcher = Fetcher(client, max_bytes=self.max_bytes)
+            fetcher = Fetcher(client, max_bytes=self.max_bytes, credentials=self.credentials)
             done = [
                 await self._one(fetcher, job, artifact, folder / name)
                 for artifact, name in zip(artifacts, names, strict=True)

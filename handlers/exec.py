@@ -20,6 +20,7 @@ import signal
 from typing import Any
 
 from .. import affinity
+from ..logs import redact
 from ..states import Signal
 from .base import HandlerContext, HandlerEvent, PermanentError
 from .notify import required
@@ -33,6 +34,7 @@ class _Tail:
     def __init__(self, limit: int = TAIL_BYTES) -> None:
         self.limit = limit
         self.data = bytearray()
+        self.cut = False
 
     async def drain(self, stream: asyncio.StreamReader | None) -> None:
         """Read ``stream`` to its end, keeping only the tail."""
@@ -42,10 +44,15 @@ class _Tail:
             self.data += block
             if len(self.data) > self.limit:
                 del self.data[: len(self.data) - self.limit]
+                self.cut = True
 
     def text(self) -> str:
-        """The tail as text."""
-        return self.data.decode("utf-8", "replace").strip()
+        """The tail as text, secrets masked. A first line cut short is left out: it might hold the
+        end of a secret, which no redaction would recognise."""
+        text = self.data.decode("utf-8", "replace")
+        if self.cut and "\n" in text:
+            text = text.partition("\n")[2]
+        return redact(text).strip()
 
 
 async def _feed(stdin: asyncio.StreamWriter | None, data: bytes) -> None:

@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -27,8 +27,9 @@ from urllib.parse import urljoin
 
 import httpx
 
-from .base import PermanentError, RetryAfter, parse_retry_after
-from .netguard import BlockedURL, check_scheme
+from .answers import check_answer
+from .base import PermanentError
+from .netguard import BlockedURL, check_scheme, origin
 from .transport import guarded_client
 
 CHUNK = 1024 * 1024
@@ -146,9 +147,17 @@ class _Writer:
 class Fetcher:
     """Downloads URLs to files with a client from :func:`new_client`; see the module docstring."""
 
-    def __init__(self, client: httpx.AsyncClient, *, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        max_bytes: int = MAX_BYTES,
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        """``credentials``: an ``Authorization`` value per origin, sent to that origin only."""
         self.client = client
         self.max_bytes = max_bytes
+        self.credentials = dict(credentials or {})
 
     async def fetch(self, url: str, path: Path, expected: int | None) -> Fetched:
         """Download ``url`` to ``path`` (resuming ``path.part``); ``expected`` is the task's fileSize."""
@@ -186,10 +195,12 @@ class Fetcher:
 
     async def open(self, url: str, offset: int = 0) -> httpx.Response:
         """GET ``url`` (streaming), following up to MAX_REDIRECTS redirects; the guard is the client's."""
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        ranged = {"Range": f"bytes={offset}-"} if offset else {}
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 check_scheme(url)
+                credential = self.credentials.get(origin(url))
+                headers = {**ranged, "Authorization": credential} if credential else ranged
                 request = self.client.build_request("GET", url, headers=headers)
                 response = await self.client.send(request, stream=True, follow_redirects=False)
             except BlockedURL as exc:
@@ -258,16 +269,5 @@ def _range_total(response: httpx.Response) -> int | None:
 
 
 def _raise_for_status(response: httpx.Response) -> None:
-    """Map a non-2xx answer to retry later, retry after a pause, or give up."""
-    status = response.status_code
-    if status in (200, 206):
-        return
-    message = f"GET artifact answered HTTP {status}"
-    if status == 429:
-        wait = parse_retry_after(response.headers.get("retry-after"))
-        if wait is not None:
-            raise RetryAfter(wait, message)
-        raise RuntimeError(message)
-    if 400 <= status < 500 and status != 408:
-        raise PermanentError(message)
-    raise RuntimeError(message)
+    """Map an answer other than 200/206 to retry later, retry after a pause, or give up."""
+    check_answer(response, "GET artifact", ok=(200, 206), detail=False)

@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 
+from ..logs import redact
 from ..states import Signal
-from .base import HandlerContext, HandlerEvent, PermanentError, RetryAfter, parse_retry_after
+from .answers import check_answer, header_retry_after
+from .base import HandlerContext, HandlerEvent
 
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
-# Answers that will not get better by sending the same request again.
-PERMANENT = frozenset({400, 401, 403, 404, 405, 410, 413, 422})
 
 
 def events_from(names: Iterable[str]) -> frozenset[Signal]:
@@ -39,30 +39,15 @@ async def post(
     what: str,
     content: bytes,
     headers: dict[str, str],
-    retry_after: Callable[[httpx.Response], float | None] | None = None,
+    retry_after: Callable[[httpx.Response], float | None] = header_retry_after,
 ) -> httpx.Response:
-    """POST and map the answer: 2xx returns, 429 raises :class:`RetryAfter`, 4xx gives up, else retry."""
+    """POST and map the answer (:func:`.answers.check_answer`): 2xx returns, else it raises."""
     try:
         response = await http.post(url, content=content, headers=headers, timeout=TIMEOUT)
     except httpx.HTTPError as exc:
-        raise RuntimeError(f"{what} unreachable: {type(exc).__name__}: {exc}") from None
-    status = response.status_code
-    if 200 <= status < 300:
-        return response
-    detail = response.text[:300].strip()
-    message = f"{what} answered HTTP {status}" + (f": {detail}" if detail else "")
-    if status == 429:
-        wait = (retry_after or header_retry_after)(response)
-        if wait is not None:
-            raise RetryAfter(wait, message)
-    if status in PERMANENT:
-        raise PermanentError(message)
-    raise RuntimeError(message)
-
-
-def header_retry_after(response: httpx.Response) -> float | None:
-    """Seconds from the ``Retry-After`` header."""
-    return parse_retry_after(response.headers.get("retry-after"))
+        raise RuntimeError(redact(f"{what} unreachable: {type(exc).__name__}: {exc}")) from None
+    check_answer(response, what, retry_after=retry_after)
+    return response
 
 
 def prompt_of(job: dict[str, Any], limit: int = 300) -> str:

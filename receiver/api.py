@@ -3,42 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from .. import rules
-from ..errors import BadRequest, Unauthorized, ValidationError
+from ..errors import ValidationError
 from ..service import Relay
 from ..states import TERMINAL, Status
-from .auth import SESSION_COOKIE, session_value
+from .auth import authenticated
 from .bodies import read_json
 from .openapi import document
-
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 
 
 def _relay(request: Request) -> Relay:
     return request.app.state.relay
-
-
-def has_key(request: Request) -> bool:
-    """Whether the caller holds ``RELAY_API_KEY`` (bearer or dashboard session); True when none is set.
-
-    For the routes the key middleware leaves open but whose details are only for the operator.
-    """
-    api_key = _relay(request).settings.api_key
-    if api_key is None:
-        return True
-    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-    if given and hmac.compare_digest(given.encode(), api_key.encode()):
-        return True
-    session = request.cookies.get(SESSION_COOKIE)
-    return session is not None and hmac.compare_digest(session.encode(), session_value(api_key).encode())
 
 
 def _limit(raw: str | None) -> int:
@@ -90,27 +72,6 @@ async def replay_job(request: Request) -> JSONResponse:
     )
 
 
-async def upload_asset(request: Request) -> JSONResponse:
-    """``POST /api/assets`` (multipart ``file``): uploaded upstream; answers ``{"assetId"}``."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
-        raise BadRequest("send the file as multipart/form-data in a field named 'file'")
-    async with request.form(max_files=1, max_part_size=MAX_UPLOAD_BYTES) as form:
-        upload = form.get("file")
-        email = form.get("email")
-        if upload is None or isinstance(upload, str):
-            raise ValidationError("a file is required in the form field 'file'", "file")
-        content = await upload.read()
-        name = upload.filename or "upload"
-        media = upload.content_type or "application/octet-stream"
-    if not media.startswith(("image/", "video/")):
-        raise ValidationError(f"only images and videos can be assets, not {media}", "file")
-    answer = await _relay(request).upload_asset(
-        name, content, media, email if isinstance(email, str) else None
-    )
-    return JSONResponse(answer, status_code=201)
-
-
 async def models(request: Request) -> JSONResponse:
     """``GET /api/models``: the model rules, for forms and scripts."""
     return JSONResponse({"models": rules.rules_table()})
@@ -122,15 +83,13 @@ async def healthz(request: Request) -> JSONResponse:
     The anonymous answer reads nothing from the database, so a probe never waits on it.
     """
     relay = _relay(request)
-    if has_key(request):
+    if authenticated(request.scope):
         return JSONResponse(await relay.health())
     return JSONResponse({"status": "degraded" if relay.scheduler.degraded else "ok"})
 
 
 async def openapi(request: Request) -> JSONResponse:
     """``GET /openapi.json``: the OpenAPI 3.1 description of this HTTP API (needs the key when set)."""
-    if not has_key(request):
-        raise Unauthorized("missing or wrong API key: send 'Authorization: Bearer <RELAY_API_KEY>'")
     return JSONResponse(document())
 
 
@@ -159,20 +118,14 @@ async def _stream(request: Request, job_id: str | None) -> AsyncIterator[str]:
 
 
 async def job_events(request: Request) -> Response:
-    """``GET /api/jobs/{id}/events``: Server-Sent Events until the job ends."""
+    """``GET /api/jobs/{id}/events``: Server-Sent Events until the job ends (503 past RELAY_SSE_MAX)."""
     await _relay(request).store.get_job(request.path_params["id"])  # 404 before streaming
-    return StreamingResponse(
-        _stream(request, request.path_params["id"]),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache"},
-    )
+    return request.app.state.streams.response(_stream(request, request.path_params["id"]))
 
 
 async def all_events(request: Request) -> Response:
-    """``GET /api/events``: Server-Sent Events for every job."""
-    return StreamingResponse(
-        _stream(request, None), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    """``GET /api/events``: Server-Sent Events for every job (503 past RELAY_SSE_MAX)."""
+    return request.app.state.streams.response(_stream(request, None))
 
 
 async def metrics(request: Request) -> Response:

@@ -8,14 +8,21 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from .. import logs
 from ..service import Relay
 from ..settings import Settings, load_settings
-from . import api
+from . import api, login, uploads
 from .auth import ApiKeyMiddleware
 from .callbacks import CallbackEndpoint
-from .dashboard import artifact_file, dashboard, login
+from .dashboard import artifact_file, dashboard
 from .errors import EXCEPTION_HANDLERS
+from .headers import SecurityHeadersMiddleware
+from .hosts import TrustedHosts, allowed_hosts
+from .streams import StreamSlots
+from .throttle import FailureThrottle
+from .writes import WriteGuardMiddleware
 
 
 def _routes(relay: Relay) -> list[BaseRoute]:
@@ -29,24 +36,43 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/api/jobs/{id}/replay", api.replay_job, methods=["POST"]),
         Route("/api/jobs/{id}/events", api.job_events, methods=["GET"]),
         Route("/api/events", api.all_events, methods=["GET"]),
-        Route("/api/assets", api.upload_asset, methods=["POST"]),
+        Route("/api/assets", uploads.upload_asset, methods=["POST"]),
         Route("/api/models", api.models, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
         Route("/files/{job}/{name}", artifact_file, methods=["GET"]),
-        Route("/login", login, methods=["GET", "POST"]),
+        Route("/login", login.login, methods=["GET", "POST"]),
+        Route("/logout", login.logout, methods=["POST"]),
+        Mount("/static", app=StaticFiles(packages=[("runway_relay.receiver", "static")]), name="static"),
     ]
     if relay.settings.simulated:
         routes.append(Mount("", app=relay.simulator_app()))
     return routes
 
 
+def _middleware(settings: Settings, throttle: FailureThrottle) -> list[Middleware]:
+    """Outermost first: every answer gets the security headers, even a refusal further in."""
+    return [
+        Middleware(SecurityHeadersMiddleware),
+        Middleware(TrustedHosts, allowed=allowed_hosts(settings)),
+        Middleware(
+            ApiKeyMiddleware,
+            api_key=settings.api_key,
+            internal_token=settings.internal_token,
+            throttle=throttle,
+        ),
+        Middleware(WriteGuardMiddleware, public_url=settings.public_url),
+    ]
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The relay as an ASGI app (``uvicorn runway_relay.receiver.app:create_app --factory``)."""
     settings = settings or load_settings()
+    logs.register_secrets(*settings.secrets())  # before anything can log or store an error
     relay = Relay(settings)
+    throttle = FailureThrottle()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,9 +84,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=_routes(relay),
-        middleware=[Middleware(ApiKeyMiddleware, api_key=settings.api_key)],
+        middleware=_middleware(settings, throttle),
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
     app.state.relay = relay
+    app.state.throttle = throttle  # the login form counts wrong keys with the middleware
+    app.state.streams = StreamSlots(settings.sse_max)
     return app

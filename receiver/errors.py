@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import RelayError, StorageUnavailable
+from ..errors import Busy, PayloadTooLarge, RelayError, StorageUnavailable
 
 log = logging.getLogger("runway_relay.receiver")
 
@@ -18,7 +18,9 @@ async def relay_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RelayError)
     if isinstance(exc, StorageUnavailable):
         log.error("database unavailable, answering 503 so the sender retries: %s", exc.message)
-    headers = {"Retry-After": "5"} if isinstance(exc, StorageUnavailable) else None
+    headers = {"Retry-After": "5"} if isinstance(exc, (StorageUnavailable, Busy)) else None
+    if isinstance(exc, PayloadTooLarge) and not exc.drained:
+        headers = {"Connection": "close"}  # the rest of the body is still coming (or never will)
     return JSONResponse(exc.to_json(), status_code=exc.status_code, headers=headers)
 
 

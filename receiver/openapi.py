@@ -292,6 +292,18 @@ def _page_paths() -> dict[str, Schema]:
                     "303": _SEE_OTHER,
                     "400": _json(ref("Error"), "Not a form this page sent (too many fields)."),
                     "401": {"description": "Wrong key: the form again.", "content": _HTML},
+                    "403": _json(ref("Error"), "Sent from another site (its Origin is not this relay's)."),
+                    "429": _json(ref("Error"), "Too many wrong keys from this address: wait Retry-After."),
+                },
+            },
+        },
+        "/logout": {
+            "post": {
+                "summary": "End the dashboard session (clears the cookie) and go to the sign-in form.",
+                "security": _OPEN,
+                "responses": {
+                    "303": _SEE_OTHER,
+                    "403": _json(ref("Error"), "Sent from another site (its Origin is not this relay's)."),
                 },
             },
         },
@@ -316,6 +328,7 @@ _OPERATION_IDS = {
     ("/files/{job}/{name}", "get"): "artifactFile",
     ("/login", "get"): "loginForm",
     ("/login", "post"): "login",
+    ("/logout", "post"): "logout",
 }
 # What a created job's id leads to (clients and schemathesis' stateful phase follow these).
 _JOB_LINKS = {

@@ -2,6 +2,7 @@
 
 from .errors import (
     BadRequest,
+    Busy,
     Conflict,
     NotFound,
     PayloadTooLarge,
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BadRequest",
+    "Busy",
     "Conflict",
     "NotFound",
     "PayloadTooLarge",

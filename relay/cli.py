@@ -12,7 +12,7 @@ import click
 
 from . import affinity, rules
 from .client import EXIT_FAILED, EXIT_USAGE, Client, fail
-from .settings import SettingsError, load_settings
+from .settings import Settings, SettingsError, load_settings
 
 SERVER = click.option(
     "--server",
@@ -47,9 +47,7 @@ def main() -> None:
 )
 def serve(host: str, port: int, access_log: bool) -> None:
     """Run the relay (with the built-in simulator when USEAPI_TOKEN is unset)."""
-    import uvicorn
-
-    from . import logs
+    from . import logs, serving
     from .receiver.app import create_app
 
     try:
@@ -76,7 +74,7 @@ def serve(host: str, port: int, access_log: bool) -> None:
     if cpu is not None:
         log = logging.getLogger("runway_relay")
         log.info("running on CPU %d (RELAY_CPU=off lets the OS move the relay's threads)", cpu)
-    uvicorn.run(app, host=host, port=port, log_config=None, proxy_headers=False, access_log=access_log)
+    serving.run(app, settings, access_log=access_log)
 
 
 @main.command()
@@ -123,6 +121,12 @@ def simulate(
         parsed = dict(_accounts(accounts)) or None
     except SettingsError as exc:
         fail(str(exc), EXIT_USAGE)
+    if not token and not Settings(host=host).is_loopback:
+        fail(
+            f"refusing to listen on {host} without --token: anyone could read its tasks' callback URLs "
+            "and make it post anywhere. Give --token (or SIMULATOR_TOKEN), or use --host 127.0.0.1.",
+            EXIT_USAGE,
+        )
     logs.setup()
     app = create_sim(
         accounts=parsed,

@@ -175,7 +175,7 @@ class Dispatcher:
     async def _failed(self, run: dict[str, Any], handler: Handler, exc: Exception) -> str:
         """Record a failed try: ``dead`` after the limit or a permanent error, else ``retry`` later."""
         attempts = int(run["attempts"])
-        error = redact(f"{type(exc).__name__}: {exc}"[:2000])
+        error = redact(f"{type(exc).__name__}: {exc}")[:2000]  # redact, then cut: no half secrets
         if out_of_descriptors(exc):
             await self._finish(run, RunStatus.PENDING, error=error, next_at=time.time() + 5.0, refund=True)
             log.warning(

@@ -61,9 +61,20 @@ class Conflict(RelayError):
 
 
 class PayloadTooLarge(RelayError):
-    """The request body is over the limit."""
+    """The request body is over the limit. ``drained``: the rest of the body was read and dropped,
+    so the connection can stay open; otherwise the answer closes it."""
 
     status_code = 413
+
+    def __init__(self, message: str, drained: bool = True) -> None:
+        super().__init__(message)
+        self.drained = drained
+
+
+class Busy(RelayError):
+    """A limit is reached (say, of open event streams); the sender should try again shortly."""
+
+    status_code = 503
 
 
 class Unauthorized(RelayError):

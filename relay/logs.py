@@ -4,14 +4,70 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import quote, urlsplit
 
 _CALLBACK_PATH = re.compile(r"(/callbacks/)[^\s/?\"']+")
 _FORMATTER = logging.Formatter()
 _BEARER = re.compile(r"(Bearer\s+)[^\s\"']+", re.IGNORECASE)
+MASK = "***"
+# Shorter values are not registered: masking every "abc" would garble logs and protect nothing.
+MIN_SECRET = 6
+_secrets: tuple[str, ...] = ()  # none contains another, so the order of masking does not matter
+
+
+def _variants(value: str) -> set[str]:
+    """The pieces of a secret to mask, so that however it is echoed none of it shows.
+
+    A URL's secret is its token (the last path segment of a Slack or Discord webhook), query or
+    password; when it has none of those long enough, the path, else the whole URL. ``whsec_`` keys
+    are masked by their base64 part. Each piece also percent-encoded, when that differs.
+    """
+    pieces = [value.removeprefix("whsec_")]
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        last = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        secret = [p for p in (last, parts.query, parts.password or "") if len(p) >= MIN_SECRET]
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        pieces = secret or ([path] if len(path) >= 8 else [value])
+    found = {piece for piece in pieces if len(piece) >= MIN_SECRET}
+    return found | {quote(piece, safe="") for piece in found}
+
+
+def _minimal(values: set[str]) -> tuple[str, ...]:
+    """Drop every value that contains another: masking the shorter one masks it too (fewer scans)."""
+    kept = [v for v in values if not any(other != v and other in v for other in values)]
+    return tuple(sorted(kept, key=len, reverse=True))
+
+
+def register_secrets(*values: str | None) -> None:
+    """Mask these values (and the forms they are echoed in) wherever :func:`redact` runs.
+
+    Called once at start-up with every configured secret: webhook URLs, the forward URL and its
+    signing secret, ``USEAPI_TOKEN``, ``RELAY_API_KEY``. Values under ``MIN_SECRET`` characters are
+    ignored.
+    """
+    global _secrets
+    found = set(_secrets)
+    for value in values:
+        if value and len(value) >= MIN_SECRET:
+            found |= _variants(value)
+    _secrets = _minimal(found)
+
+
+def forget_secrets() -> None:
+    """Unregister every secret (for tests that configure several relays in one process)."""
+    global _secrets
+    _secrets = ()
 
 
 def redact(text: str) -> str:
-    """Hide callback tokens in paths and bearer tokens."""
+    """Hide registered secrets, callback tokens in paths and bearer tokens.
+
+    Redact before shortening a text: a cut through a secret leaves a piece no check recognises.
+    """
+    for secret in _secrets:  # a few substring scans; nothing at all when none is registered
+        if secret in text:
+            text = text.replace(secret, MASK)
     # The common case, cheaply: plain substring scans are ten times faster than a case-blind regex.
     if "/callbacks/" not in text and "bearer" not in text.lower():
         return text

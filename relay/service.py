@@ -30,7 +30,7 @@ from .settings import Settings
 from .states import Signal
 from .storage import IngestResult, Moved, Routing, open_store
 from .taskparse import TaskParseError, account_of, parse_task
-from .upstream import Upstream
+from .upstream import Upload, Upstream
 
 log = logging.getLogger("runway_relay")
 
@@ -54,10 +54,12 @@ class Relay:
                 accounts=dict(settings.accounts) or None,
                 step_seconds=settings.sim_step_seconds,
                 base_url=settings.own_url,
+                token=settings.internal_token,  # it answers only to this relay (issue 15)
+                reply_root=f"{settings.callback_root}/callbacks/",
             )
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0), limits=limits)
-        self.upstream = Upstream(self.http, settings.upstream_root, settings.useapi_token, self.metrics)
+        self.upstream = Upstream(self.http, settings.upstream_root, settings.upstream_token, self.metrics)
         # Built here, not at start, so a configuration mistake stops `serve` with a clear message.
         ctx = HandlerContext(
             settings,
@@ -269,7 +271,7 @@ class Relay:
         return runs
 
     async def upload_asset(
-        self, name: str, content: bytes, content_type: str, email: str | None
+        self, name: str, content: bytes | Upload, content_type: str, email: str | None
     ) -> dict[str, Any]:
         """Upload an image or video upstream and remember which account holds it."""
         answer = await self.upstream.upload_asset(name, content, content_type, email)

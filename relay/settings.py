@@ -9,6 +9,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,6 +55,14 @@ class Settings:
     exec_timeout: float = 300.0
     download_max_bytes: int = 8 * 1024**3
     cpu: str = "auto"
+    upload_max_bytes: int = 100 * 1024**2
+    session_hours: float = 12.0
+    max_connections: int = 1000
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    sse_max: int = 100
+    # The relay's credential for its own mounted simulator: random per process, never configured.
+    internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False, compare=False)
 
     @property
     def simulated(self) -> bool:
@@ -83,6 +92,13 @@ class Settings:
         return self.useapi_base_url.rstrip("/")
 
     @property
+    def upstream_token(self) -> str | None:
+        """The bearer sent upstream: ``USEAPI_TOKEN``, or the internal token for the mounted simulator."""
+        if self.useapi_token:
+            return self.useapi_token
+        return self.internal_token if self.upstream_root == self.own_url else None
+
+    @property
     def is_loopback(self) -> bool:
         """True when ``host`` only accepts connections from this machine."""
         if self.host == "localhost":
@@ -91,6 +107,19 @@ class Settings:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret, for :func:`runway_relay.logs.register_secrets` at start-up."""
+        values = (
+            self.useapi_token,
+            self.api_key,
+            self.slack_webhook_url,
+            self.discord_webhook_url,
+            self.forward_url,
+            self.forward_secret,
+            self.internal_token,
+        )
+        return tuple(value for value in values if value)
 
     def with_overrides(self, **changes: object) -> Settings:
         """A copy with CLI flags applied (``None`` values are ignored)."""
@@ -241,4 +270,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         exec_timeout=_number(env, "RELAY_EXEC_TIMEOUT", 300.0, 0.01),
         download_max_bytes=int(_number(env, "RELAY_DOWNLOAD_MAX_BYTES", 8 * 1024**3, 1)),
         cpu=_cpu(env),
+        upload_max_bytes=int(_number(env, "RELAY_UPLOAD_MAX_BYTES", 100 * 1024**2, 1)),
+        session_hours=_number(env, "RELAY_SESSION_HOURS", 12.0, 0.01),
+        max_connections=int(_number(env, "RELAY_MAX_CONNECTIONS", 1000, 1)),
+        header_timeout=_number(env, "RELAY_HEADER_TIMEOUT", 10.0, 0.1),
+        body_timeout=_number(env, "RELAY_BODY_TIMEOUT", 30.0, 0.1),
+        sse_max=int(_number(env, "RELAY_SSE_MAX", 100, 1)),
     )

@@ -9,6 +9,7 @@ import json
 import math
 import re
 import time
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -59,11 +60,20 @@ class CreateResult:
         return match["email"] if match else None
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file to send upstream in pieces: ``pieces`` yields its bytes, ``size`` of them in all."""
+
+    pieces: AsyncIterable[bytes]
+    size: int
+
+
 def _message(body: Any, default: str) -> str:
+    """The error text of an upstream answer, as it may be stored and logged (redacted, then cut)."""
     if isinstance(body, dict) and isinstance(body.get("error"), str):
-        return body["error"][:1000]
+        return redact(body["error"][:8000])[:1000]
     if isinstance(body, str) and body.strip():
-        return body.strip()[:1000]
+        return redact(body.strip()[:8000])[:1000]
     return default
 
 
@@ -207,15 +217,17 @@ class Upstream:
         return found
 
     async def upload_asset(
-        self, name: str, content: bytes, content_type: str, email: str | None = None
+        self, name: str, content: bytes | Upload, content_type: str, email: str | None = None
     ) -> Any:
-        """``POST assets/?name=``: the raw file as the body; the answer carries its ``assetId``."""
+        """``POST assets/?name=``: the raw file as the body; the answer carries its ``assetId``.
+
+        An :class:`Upload` is sent piece by piece with its ``Content-Length``, never whole in memory.
+        """
         params = {"name": name, **({"email": email} if email else {})}
+        headers = {"Content-Type": content_type}
+        body: bytes | AsyncIterable[bytes] = content if isinstance(content, bytes) else content.pieces
+        if isinstance(content, Upload):
+            headers["Content-Length"] = str(content.size)
         return await self._json(
-            "POST",
-            "assets/",
-            "assets/",
-            params=params,
-            content=content,
-            headers_extra={"Content-Type": content_type},
+            "POST", "assets/", "assets/", params=params, content=body, headers_extra=headers
         )

@@ -74,9 +74,10 @@ def test_uploads_remember_their_account_and_jobs_follow_it(
 def test_a_job_waits_for_the_account_holding_its_asset(trio: tuple[RelayProcess, Simulator, Path]) -> None:
     relay, sim, _ = trio
     asset = upload(relay, email="a@sim.test")["assetId"]
-    long = submit(relay, model="gen4-turbo", duration=10, text_prompt="holds a", imageAssetId1=asset)
-    relay.wait_for(long["id"], lambda j: j["task_id"] is not None)
+    long = submit(relay, model="gen4-turbo", text_prompt="[hold] holds a", imageAssetId1=asset)
+    long = relay.wait_for(long["id"], lambda j: j["task_id"] is not None)
     waiting = submit(relay, model="gen4-turbo", text_prompt="needs a", imageAssetId1=asset)
+    sim.engine.release(long["task_id"])  # held until now, so a's only slot was taken when it came
     final = finish(relay, waiting["id"])
     assert final["status"] == "succeeded" and final["account"] == "a@sim.test"
     # b and c were free all along, but the asset lives on a: it waited for a's only slot

@@ -70,8 +70,8 @@ def detailed(job: dict[str, Any], words: str) -> list[dict[str, Any]]:
 
 
 def test_kill_9_between_the_create_and_its_record_creates_exactly_once(tmp_path: Path, db_url: str) -> None:
-    # tasks run ~4 s: still running (so listed by GET scheduler/) when the restarted relay looks
-    options = ("--accounts", f"{ACCOUNT}:2", "--step-seconds", "0.8", "--create-delay", "5")
+    # [hold]: the tasks stay running (so GET scheduler/ lists them) until the restarted relay has looked
+    options = ("--accounts", f"{ACCOUNT}:2", "--step-seconds", "0.05", "--create-delay", "5")
     with simulator_process(tmp_path, *options) as url:
         # no callback can reach the relay: only GET scheduler/ can tell it the create was accepted
         env = relay_env(
@@ -85,12 +85,16 @@ def test_kill_9_between_the_create_and_its_record_creates_exactly_once(tmp_path:
         )
         relay = RelayProcess(tmp_path, env).start()
         try:
-            first = submit(relay, model="sora-2", duration=12, text_prompt="interrupted")
-            other = submit(relay, model="sora-2", duration=12, text_prompt="interrupted too")
+            first = submit(relay, model="sora-2", duration=12, text_prompt="[hold] interrupted")
+            other = submit(relay, model="sora-2", duration=12, text_prompt="[hold] interrupted too")
             refs = [f"{first['id']}.1", f"{other['id']}.1"]
             wait_until(lambda: set(refs) <= set(stats(url)["creates"]), what="both creates accepted")
             relay.stop(signal.SIGKILL)  # the answers are still 5 s away
             relay.start()
+            for job in (first, other):
+                relay.wait_for(job["id"], lambda j: j["task_id"] is not None)  # adopted
+            for task in stats(url)["tasks"]:
+                assert httpx.post(f"{url}/sim/release/{task['taskId']}", timeout=5).status_code == 200
             for job, ref in zip((first, other), refs, strict=True):
                 final = finish(relay, job["id"])
                 assert final["status"] == "succeeded", final

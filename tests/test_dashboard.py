@@ -33,8 +33,16 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def refusals(page: Any) -> list[str]:
+    """Collects what the page's Content-Security-Policy refused (Chromium says so on the console)."""
+    refused: list[str] = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    return refused
+
+
 def test_submit_watch_and_play(relay: RelayProcess, browser: Any, tmp_path: Path) -> None:
     page = browser.new_page()
+    refused = refusals(page)
     page.goto(relay.url + "/")
     page.wait_for_selector("#model option", state="attached")
     page.select_option("#model", "gen4.5")
@@ -54,6 +62,9 @@ def test_submit_watch_and_play(relay: RelayProcess, browser: Any, tmp_path: Path
     linked = browser.new_page()
     linked.goto(f"{relay.url}/#job={job_id}")  # the link Slack and Discord messages carry
     linked.wait_for_selector(f"#detail h3:has-text('{job_id}')")
+    width = page.eval_on_selector("#jobs .bar > div", "el => el.style.width")
+    assert width == "100%"  # the progress bar, drawn without an inline style attribute
+    assert refused == []
 
 
 def test_rule_break_shows_the_field(relay: RelayProcess, browser: Any) -> None:
@@ -70,6 +81,7 @@ def test_rule_break_shows_the_field(relay: RelayProcess, browser: Any) -> None:
 def test_login_form_when_an_api_key_is_set(relay_factory: Any, browser: Any) -> None:
     relay = relay_factory(RELAY_API_KEY="dashboard-key-123")
     page = browser.new_page()
+    refused = refusals(page)
     page.goto(relay.url + "/")
     assert page.url.endswith("/login")
     page.fill("#key", "wrong")
@@ -79,3 +91,4 @@ def test_login_form_when_an_api_key_is_set(relay_factory: Any, browser: Any) -> 
     page.click("button[type=submit]")
     page.wait_for_selector("#model option", state="attached")
     assert page.url == relay.url + "/"
+    assert refused == []

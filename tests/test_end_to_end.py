@@ -76,7 +76,9 @@ def test_rule_break_is_422_and_nothing_is_stored(relay: RelayProcess) -> None:
     answer = relay.api("POST", "/api/jobs", json={"model": "gen4", "duration": 7})
     assert answer.status_code == 422
     assert answer.json()["field"] in ("text_prompt", "duration", "imageAssetId1")
-    assert relay.api("POST", "/api/jobs", content=b"{nope").status_code == 400
+    json_type = {"Content-Type": "application/json"}
+    assert relay.api("POST", "/api/jobs", content=b"{nope", headers=json_type).status_code == 400
+    assert relay.api("POST", "/api/jobs", content=b"{nope").status_code == 415  # not said to be JSON
     assert relay.api("GET", "/api/jobs").json()["jobs"] == []
     result = cli("submit", "--model", "veo-3.1", "--explore", server=relay.url)
     assert result.returncode == 2 and "exploreMode" in result.stderr
@@ -106,8 +108,10 @@ def test_moderation_is_not_resubmitted_but_transient_failure_is(relay: RelayProc
 
 
 def test_cancel_frees_the_slot_and_is_final(relay: RelayProcess) -> None:
-    job = relay.api("POST", "/api/jobs", json={"model": "sora-2", "duration": 12}).json()
-    relay.wait_for(job["id"], lambda j: j["task_id"] is not None)
+    # [hold]: the simulated task stays RUNNING until cancelled, however slow the machine is
+    body = {"model": "sora-2", "duration": 12, "text_prompt": "[hold] a long take"}
+    job = relay.api("POST", "/api/jobs", json=body).json()
+    relay.wait_for(job["id"], lambda j: j["status"] == "running")
     result = cli("cancel", job["id"], server=relay.url)
     assert result.returncode == 0, result.stderr
     assert relay.api("POST", f"/api/jobs/{job['id']}/cancel").status_code == 409

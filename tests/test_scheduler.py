@@ -22,6 +22,7 @@ from test_scheduler_support import (
     submit,
     task_of,
     upstream,
+    wait_until,
 )
 
 from runway_relay.simulator import Simulator
@@ -98,9 +99,12 @@ def test_a_busy_429_keeps_the_job_queued_until_a_slot_frees(tmp_path: Path) -> N
         upstream(accounts={"solo@sim.test": 1}, step_seconds=0.1) as (sim, url),
         running_relay(tmp_path, url, RELAY_ACCOUNTS="solo@sim.test:2") as relay,
     ):
-        first = submit(relay, model="sora-2", duration=12, text_prompt="long")
-        relay.wait_for(first["id"], lambda j: j["task_id"] is not None)
+        first = submit(relay, model="sora-2", duration=12, text_prompt="[hold] long")
+        first = relay.wait_for(first["id"], lambda j: j["task_id"] is not None)
         second = submit(relay, model="gen4.5", text_prompt="waits")
+        # the first task is held, so the second create surely meets the busy 429; then let it end
+        wait_until(lambda: attempts_for(sim, f"{second['id']}.1"), what="the second create")
+        sim.engine.release(first["task_id"])
         done = finish(relay, second["id"])
         assert done["status"] == "succeeded" and finish(relay, first["id"])["status"] == "succeeded"
         busy = events(done, kind="create", outcome="deferred")

@@ -35,7 +35,7 @@ from starlette.routing import BaseRoute, Route
 
 from .engine import PREVIEW_JPG, SAMPLE_MP4, Chaos, Engine
 from .tasks import SimTask
-from .validation import SimError
+from .validation import SimError, reply_url_under
 
 log = logging.getLogger("runway_relay.simulator")
 
@@ -69,8 +69,12 @@ class Simulator:
         create_delay: float = 0.0,
         chaos: Chaos | None = None,
         seed: int | None = None,
+        reply_root: str | None = None,
     ) -> None:
-        """Configure the simulator; see the package docstring for the meaning of each option."""
+        """Configure the simulator; see the package docstring for the meaning of each option.
+
+        ``reply_root``: refuse (400) a create whose ``replyUrl`` is not ``{reply_root}{token}``.
+        """
         self.rng = random.Random(seed)
         self.engine = Engine(
             accounts or {"sim-1@example.com": 2},
@@ -82,6 +86,7 @@ class Simulator:
         self.step_seconds = step_seconds
         self.create_delay = create_delay
         self.base_url = base_url.rstrip("/") if base_url else None
+        self.reply_root = reply_root
         self.chaos = chaos or Chaos()
         self.deliveries: list[dict[str, Any]] = []
         self._client: httpx.AsyncClient | None = None
@@ -100,6 +105,7 @@ class Simulator:
             *self._both(f"{api}/assets", self._guard(self.upload_asset), ["POST"]),
             Route("/sim/artifacts/{name}", self.artifact, methods=["GET", "HEAD"]),
             Route("/sim/stats", self.stats, methods=["GET"]),
+            Route("/sim/release/{task_id:path}", self.release, methods=["POST"]),
         ]
         self.app = Starlette(routes=self.routes)
 
@@ -177,6 +183,12 @@ class Simulator:
                 raise SimError(400, {"error": "Request body is not valid JSON", "code": 400}) from None
         if not isinstance(body, dict):
             raise SimError(400, {"error": "Request body must be a JSON object", "code": 400})
+        reply_url = body.get("replyUrl")
+        if self.reply_root and reply_url and not reply_url_under(str(reply_url), self.reply_root):
+            message = (
+                f"Parameter replyUrl must be {self.reply_root}<token> (this simulator posts nowhere else)"
+            )
+            raise SimError(400, {"error": message, "code": 400})
         task = self.engine.create(body, self._base(request))
         answer = {"task": task.model_json()}
         self._spawn(self._lifecycle(task))
@@ -201,6 +213,14 @@ class Simulator:
             raise SimError(400, {"error": "offset must be 0-1000 and limit 1-1000", "code": 400})
         statuses = {s.strip() for s in (query.get("statuses") or "").split(",") if s.strip()} or None
         return JSONResponse(self.engine.recent(offset, limit, statuses, query.get("email") or None))
+
+    async def release(self, request: Request) -> Response:
+        """``POST /sim/release/{taskId}``: a ``[hold]`` task goes on to its end."""
+        try:
+            task = self.engine.release(request.path_params["task_id"])
+        except SimError as exc:
+            return JSONResponse(exc.body, status_code=exc.status)
+        return JSONResponse({**task.summary(), "status": task.status, "released": True})
 
     async def get_task(self, request: Request) -> Response:
         """``GET tasks/{taskId}``: the bare task Model."""
@@ -239,10 +259,12 @@ class Simulator:
                 upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
                 if upload is None:
                     raise SimError(400, {"error": "No file in the multipart body", "code": 400})
-                size = len(await upload.read())
+                size = upload.size or 0
                 name, ctype = upload.filename or name, upload.content_type
-        else:
-            size = len(await request.body())
+        else:  # counted as it streams in: a large upload is never held in memory
+            size = 0
+            async for piece in request.stream():
+                size += len(piece)
         media_type = request.query_params.get("mediaType") or _media_type(name, ctype)
         if not size or media_type not in ("image", "video"):
             raise SimError(400, {"error": "Upload an image or a video file", "code": 400})

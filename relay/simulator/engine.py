@@ -215,6 +215,7 @@ class Engine:
             base_url=base_url.rstrip("/"),
             running_steps=max(3, round(2 + seconds / 5)),
             fail_kind=fail_kind,
+            held="[hold]" in prompt,
             created_at=stamp,
             updated_at=stamp,
         )
@@ -245,6 +246,8 @@ class Engine:
             task.eta, task.steps_done = 0, 1
             task._set(RUNNING, 1 / (n + 1), f"Generating ({format_ratio(1 / (n + 1))})")
             return True
+        if task.held:  # [hold]: RUNNING, and no further, until released
+            return False
         if task.fail_kind == "moderate":
             task.error = dict(MODERATION_ERROR)
             task._set(FAILED, task.progress, None)
@@ -324,6 +327,14 @@ class Engine:
         if task is None or not task.active:
             raise SimError(404, {"error": f"Unable to locate running {task_id}"})
         task.deleted = True
+        return task
+
+    def release(self, task_id: str) -> SimTask:
+        """Let a ``[hold]`` task go on to its end (``POST /sim/release/{taskId}``)."""
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise SimError(404, {"error": f"Unable to locate task {task_id}", "code": 404})
+        task.held = False
         return task
 
     def accounts_json(self) -> dict[str, Any]:

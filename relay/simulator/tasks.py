@@ -49,6 +49,7 @@ class SimTask:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     deleted: bool = False
     lost_answer: bool = False  # accepted, but the create is answered 500 ([accept500])
+    held: bool = False  # stays RUNNING until released ([hold]), so tests never race the clock
     steps_done: int = 0
     history: list[tuple[str, float, float]] = field(default_factory=list)
 

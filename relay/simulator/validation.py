@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 _RATIO_RE = re.compile(r"^\d{1,2}:\d{1,2}$")
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -120,3 +122,16 @@ def validate(body: dict[str, Any]) -> tuple[int, str, str | None]:
         if len(str(body.get(key) or "")) > 1024:
             raise bad_request(f"Parameter {key} is longer than 1024 characters")
     return seconds, str(ratio or "16:9"), resolution
+
+
+def reply_url_under(url: str, root: str) -> bool:
+    """True when ``url`` is ``{root}{token}``: same scheme and host, one plain segment after ``root``.
+
+    The simulator mounted in a relay posts only to that relay's ``/callbacks/``, never to a URL a
+    caller chose (which would make the relay an open HTTP client).
+    """
+    given, base = urlsplit(url), urlsplit(root)
+    if (given.scheme, given.netloc) != (base.scheme, base.netloc) or given.query or given.fragment:
+        return False
+    rest = given.path.removeprefix(base.path)
+    return given.path.startswith(base.path) and _TOKEN_RE.fullmatch(rest) is not None
