@@ -9,7 +9,8 @@ or until one of its jobs ends, whichever comes first.
 
 :meth:`Capacity.plan` decides which queued jobs start now and on which account: oldest first (FIFO per
 account), a job pinned to an account (``email``, or an asset it uses) only there, at most one explore-mode
-job per account, and never more running or in-flight jobs on an account than its capacity.
+job per account, never more running or in-flight jobs on an account than its capacity, and only on
+accounts the guards (:mod:`.guard`) let take a create now.
 
 When no account is known (``GET accounts/`` failed and ``RELAY_ACCOUNTS`` is unset) every job counts
 against one pool, ``None``, of :data:`UNKNOWN_ACCOUNT_CAPACITY` slots, and useapi.net picks the account.
@@ -18,7 +19,9 @@ against one pool, ``None``, of :data:`UNKNOWN_ACCOUNT_CAPACITY` slots, and useap
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .guard import Gate
 
 UNKNOWN_ACCOUNT_CAPACITY = 2
 MAX_PROBE_AFTER = 48
@@ -46,6 +49,12 @@ class Candidate:
     job_id: str
     pinned: Email = None  # the job must run on this account (its ``email`` or an asset's owner)
     explore: bool = False
+    avoid: frozenset[str] = field(default_factory=frozenset)  # accounts that refused it (no credits)
+
+    @property
+    def spends(self) -> bool:
+        """Whether the create costs credits (explore-mode generations do not)."""
+        return not self.explore
 
 
 class Capacity:
@@ -141,18 +150,25 @@ class Capacity:
         running: Mapping[Email, int],
         explore_busy: Iterable[Email],
         now: float,
+        gate: Gate | None = None,
     ) -> list[tuple[str, Email]]:
         """Which of ``jobs`` (oldest first) start now, and where.
 
         ``running`` counts jobs running or being created per account, ``explore_busy`` the accounts
-        with an explore-mode job running. A job that cannot start does not hold back later jobs that
-        may run elsewhere, but never lets one overtake it on an account it could use.
+        with an explore-mode job running, ``gate`` which accounts may take creates now (a paused
+        account takes none, one out of credits none that spends credits). A job that cannot start does
+        not hold back later jobs that may run elsewhere, but never lets one overtake it on an account it
+        could use.
         """
         counts = dict(running)
         explore = set(explore_busy)
         chosen: list[tuple[str, Email]] = []
         for job in jobs:
-            allowed = self.allowed(job)
+            allowed = [
+                a
+                for a in self.allowed(job)
+                if a not in job.avoid and (gate is None or gate.admits(a, job.spends))
+            ]
             if job.explore:
                 allowed = [a for a in allowed if a not in explore]
             picked = self.pick(counts, now, allowed)
