@@ -204,13 +204,14 @@ def credits_low(rule: CreditsRule | None, credits: Credits) -> bool:
 
 
 def low_crossing(rule: CreditsRule | None, was_low: bool, credits: Credits) -> tuple[bool, bool]:
-    """``(low now, fire the signal)``: it fires once per crossing from above to below.
+    """``(low now, fire the signal)``: it fires once per crossing from above to below (with no
+    ``RELAY_CREDITS_LOW``, when the credits run out).
 
     Unknown credits leave the state as it was (a failed read is not a recovery).
     """
     if not credits.known:
         return was_low, False
-    low = credits_low(rule, credits) if rule is not None else False
+    low = credits_low(rule, credits)
     return low, low and not was_low
 
 
@@ -220,6 +221,18 @@ def low_crossing(rule: CreditsRule | None, was_low: bool, credits: Credits) -> t
 def out_of_rotation(strikes: int, limit: int = SESSION_STRIKES) -> bool:
     """Whether ``strikes`` failed sessions in a row take the account out of rotation."""
     return limit > 0 and strikes >= limit
+
+
+# -- all of it ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AccountPolicy:
+    """The guards as configured (``RELAY_MODERATION_PAUSE``, ``RELAY_CREDITS_LOW``)."""
+
+    moderation: ModerationRule | None = None
+    credits_low: CreditsRule | None = None
+    session_strikes: int = SESSION_STRIKES
 
 
 # -- who may take a create --------------------------------------------------------------------------

@@ -15,8 +15,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import blocklist
+from .guard import CreditsRule, ModerationRule, RuleError, parse_credits_low, parse_moderation
+
 DEFAULT_BASE_URL = "https://api.useapi.net"
-SIGNAL_NAMES = ("job-submitted", "job-progress", "job-succeeded", "job-failed", "job-cancelled")
+JOB_SIGNALS = ("job-submitted", "job-progress", "job-succeeded", "job-failed", "job-cancelled")
+ACCOUNT_SIGNALS = ("account-paused", "account-resumed", "account-credits-low", "account-out-of-rotation")
+SIGNAL_NAMES = JOB_SIGNALS + ACCOUNT_SIGNALS
+# What Slack and Discord post by default: a job's end, and an account that stopped taking creates.
+NOTIFY_EVENTS = (
+    "job-succeeded",
+    "job-failed",
+    "account-paused",
+    "account-credits-low",
+    "account-out-of-rotation",
+)
+DEFAULT_MODERATION = ModerationRule(3, 3600.0, 3600.0)
+DEFAULT_CREDITS_LOW = CreditsRule(10.0, percent=True)
 
 
 class SettingsError(ValueError):
@@ -50,8 +65,8 @@ class Settings:
     handler_max_attempts: int = 5
     log_level: str = "INFO"
     log_format: str = "text"
-    slack_events: tuple[str, ...] = ("job-succeeded", "job-failed")
-    discord_events: tuple[str, ...] = ("job-succeeded", "job-failed")
+    slack_events: tuple[str, ...] = NOTIFY_EVENTS
+    discord_events: tuple[str, ...] = NOTIFY_EVENTS
     exec_timeout: float = 300.0
     download_max_bytes: int = 8 * 1024**3
     cpu: str = "auto"
@@ -61,6 +76,9 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     sse_max: int = 100
+    moderation: ModerationRule | None = DEFAULT_MODERATION
+    credits_low: CreditsRule | None = DEFAULT_CREDITS_LOW
+    blocklist: tuple[blocklist.Rule, ...] = ()
     # The relay's credential for its own mounted simulator: random per process, never configured.
     internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False, compare=False)
 
@@ -236,6 +254,51 @@ def _db(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _moderation(env: Mapping[str, str]) -> ModerationRule | None:
+    """``RELAY_MODERATION_PAUSE=N/WINDOW`` (default ``3/1h``; ``off``) and ``RELAY_MODERATION_PAUSE_FOR``."""
+    raw = env.get("RELAY_MODERATION_PAUSE")
+    pause_for = env.get("RELAY_MODERATION_PAUSE_FOR")
+    try:
+        if raw is None or not raw.strip():
+            return parse_moderation(str(DEFAULT_MODERATION), pause_for)
+        return parse_moderation(raw, pause_for)
+    except RuleError as exc:
+        name = (
+            "RELAY_MODERATION_PAUSE_FOR"
+            if pause_for and "N/WINDOW" not in str(exc)
+            else "RELAY_MODERATION_PAUSE"
+        )
+        raise SettingsError(f"{name}: {exc}") from None
+
+
+def _credits_low(env: Mapping[str, str]) -> CreditsRule | None:
+    """``RELAY_CREDITS_LOW``: credits (``200``) or a percentage of the plan (``10%``, the default)."""
+    raw = env.get("RELAY_CREDITS_LOW")
+    if raw is None or not raw.strip():
+        return DEFAULT_CREDITS_LOW
+    try:
+        return parse_credits_low(raw)
+    except RuleError as exc:
+        raise SettingsError(f"RELAY_CREDITS_LOW: {exc}") from None
+
+
+def _blocklist(env: Mapping[str, str]) -> tuple[blocklist.Rule, ...]:
+    """``RELAY_BLOCKLIST_FILE``: read and checked once, at start-up."""
+    raw = (env.get("RELAY_BLOCKLIST_FILE") or "").strip()
+    if not raw:
+        return ()
+    try:
+        content = Path(raw).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            f"RELAY_BLOCKLIST_FILE={raw!r} cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
+    try:
+        return blocklist.parse(content)
+    except blocklist.BlocklistError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the configuration from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -265,8 +328,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         handler_max_attempts=int(_number(env, "RELAY_HANDLER_MAX_ATTEMPTS", 5, 1)),
         log_level=(env.get("RELAY_LOG_LEVEL") or "INFO").upper(),
         log_format=_log_format(env),
-        slack_events=_events(env, "RELAY_SLACK_EVENTS", ("job-succeeded", "job-failed")),
-        discord_events=_events(env, "RELAY_DISCORD_EVENTS", ("job-succeeded", "job-failed")),
+        slack_events=_events(env, "RELAY_SLACK_EVENTS", NOTIFY_EVENTS),
+        discord_events=_events(env, "RELAY_DISCORD_EVENTS", NOTIFY_EVENTS),
         exec_timeout=_number(env, "RELAY_EXEC_TIMEOUT", 300.0, 0.01),
         download_max_bytes=int(_number(env, "RELAY_DOWNLOAD_MAX_BYTES", 8 * 1024**3, 1)),
         cpu=_cpu(env),
@@ -276,4 +339,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         header_timeout=_number(env, "RELAY_HEADER_TIMEOUT", 10.0, 0.1),
         body_timeout=_number(env, "RELAY_BODY_TIMEOUT", 30.0, 0.1),
         sse_max=int(_number(env, "RELAY_SSE_MAX", 100, 1)),
+        moderation=_moderation(env),
+        credits_low=_credits_low(env),
+        blocklist=_blocklist(env),
     )

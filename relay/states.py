@@ -54,6 +54,18 @@ class Signal(StrEnum):
     CANCELLED = "job-cancelled"
 
 
+class AccountSignal(StrEnum):
+    """What happened to a Runway account (see :mod:`runway_relay.guard`); handlers may subscribe too."""
+
+    PAUSED = "account-paused"  # too many moderation failures: no new creates until the pause ends
+    RESUMED = "account-resumed"  # lifted by hand (POST /api/accounts/{email}/resume)
+    CREDITS_LOW = "account-credits-low"  # below RELAY_CREDITS_LOW (once per crossing)
+    OUT_OF_ROTATION = "account-out-of-rotation"  # its session failed again and again
+
+
+AnySignal = Signal | AccountSignal
+
+
 class RunStatus(StrEnum):
     """Where one handler run stands in the outbox."""
 

@@ -7,7 +7,9 @@ talks to the :class:`Store` protocol only, never knowing which one it is.
 
 from __future__ import annotations
 
+from .accounts import avoided, iso_at
 from .interface import JobView, Store
+from .notices import Notice
 from .records import IngestResult, Moved, Routing, SubmitTicket, iso_now
 from .sqlite import DatabaseInUse
 from .store import SqlStore
@@ -43,10 +45,13 @@ __all__ = [
     "IngestResult",
     "JobView",
     "Moved",
+    "Notice",
     "Routing",
     "Store",
     "SubmitTicket",
+    "avoided",
     "is_postgres",
+    "iso_at",
     "iso_now",
     "open_store",
 ]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ..guard import AccountPolicy
 from ..states import RunStatus
 from ..taskparse import TaskUpdate
+from .notices import Notice
 from .records import IngestResult, Moved, SubmitTicket
 from .store import Foreign
 
@@ -31,6 +33,7 @@ class Store(JobView, Protocol):
     """Every query the relay makes (see the mixins of :mod:`.store` for what each one does)."""
 
     origin: str
+    policy: AccountPolicy
 
     @property
     def url(self) -> str: ...
@@ -73,7 +76,13 @@ class Store(JobView, Protocol):
     ) -> Moved: ...
 
     async def record_deferred(
-        self, ticket: SubmitTicket, retry_at: float, reason: str, body: str | None = None
+        self,
+        ticket: SubmitTicket,
+        retry_at: float,
+        reason: str,
+        body: str | None = None,
+        *,
+        avoid: str | None = None,
     ) -> None: ...
 
     async def record_create_retry(
@@ -144,6 +153,49 @@ class Store(JobView, Protocol):
     async def asset_account(self, asset_id: str) -> str | None: ...
 
     async def job_counts(self) -> dict[str, int]: ...
+
+    # account guards and notices
+    async def record_credits(
+        self, email: str, permitted: float | None, used: float | None, now: float
+    ) -> list[Notice]: ...
+
+    async def record_account_error(
+        self, email: str, message: str, now: float, *, strike: bool = False
+    ) -> list[Notice]: ...
+
+    async def record_session_ok(self, email: str) -> None: ...
+
+    async def resume_account(self, email: str, now: float) -> tuple[list[str], list[Notice]]: ...
+
+    async def account_states(self) -> list[dict[str, Any]]: ...
+
+    async def account_overview(self, now: float, day_start: float) -> list[dict[str, Any]]: ...
+
+    async def record_stranded(self, job_id: str, message: str) -> Moved | None: ...
+
+    async def notices(self, email: str | None = None, limit: int = 20) -> list[dict[str, Any]]: ...
+
+    async def recover_notice_runs(self) -> int: ...
+
+    async def claim_notice_runs(
+        self, owner: str, now: float, limit: int, lease: float, handlers: list[str] | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    async def renew_notice_runs(self, owner: str, run_ids: list[int], lease: float) -> set[int]: ...
+
+    async def next_notice_due(self, handlers: list[str] | None = None) -> float | None: ...
+
+    async def finish_notice_run(
+        self,
+        run_id: int,
+        owner: str,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        output: str | None = None,
+        next_at: float | None = None,
+        refund: bool = False,
+    ) -> bool: ...
 
     # leases
     async def lead(self, name: str, holder: str, seconds: float) -> bool: ...

@@ -159,6 +159,7 @@ class JobsMixin(StoreCore):
                 "next_submit_at": 0.0,
                 "submit_tries": 0,
                 "upstream_artifacts": None,
+                "avoid_accounts": None,
                 "last_update_at": time.time(),
                 "queued_at": time.time(),
                 "submitted_at": None,

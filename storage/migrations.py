@@ -182,6 +182,67 @@ MIGRATIONS: tuple[Migration, ...] = (
             "insert into job_counts (status, n) select status, count(*) from jobs group by status",
         ),
     ),
+    Migration(
+        "m006_account_guards",
+        (
+            # What keeps an account working (relay/guard.py), written by whichever relay learns it and
+            # read by the one that schedules. Times are epoch seconds.
+            "alter table accounts add column paused_until double precision",
+            "alter table accounts add column paused_at double precision",
+            "alter table accounts add column paused_reason text",
+            # Moderation failures at or before this moment were dealt with (a pause, a resume).
+            "alter table accounts add column moderation_since double precision",
+            "alter table accounts add column out_of_rotation text",  # why, while it is out
+            "alter table accounts add column out_of_rotation_at double precision",
+            "alter table accounts add column session_strikes integer default 0",
+            # GET features/: only the plan's permitted and used credits are kept.
+            "alter table accounts add column credits_permitted double precision",
+            "alter table accounts add column credits_used double precision",
+            "alter table accounts add column credits_at double precision",
+            "alter table accounts add column credits_low integer default 0",
+            "alter table accounts add column last_error text",
+            "alter table accounts add column last_error_at double precision",
+            # Accounts that refused this job for want of credits (JSON list): it tries the others.
+            "alter table jobs add column avoid_accounts text",
+            "create index idx_jobs_account_submitted_at on jobs (account, submitted_at)",
+            # One row per moderated attempt: the guard's window.
+            """create table moderation_events (
+                id {id},
+                email text not null,
+                job_id text not null,
+                attempt integer not null,
+                at double precision not null
+            )""",
+            "create unique index idx_moderation_events_job_attempt on moderation_events (job_id, attempt)",
+            "create index idx_moderation_events_email_at on moderation_events (email, at)",
+            # Account signals and their handler runs: the outbox of what happened to an account.
+            """create table account_notices (
+                id {id},
+                email text not null,
+                signal text not null,
+                detail text not null,
+                at text not null
+            )""",
+            "create index idx_account_notices_email_id on account_notices (email, id)",
+            """create table notice_runs (
+                id {id},
+                notice_id bigint not null references account_notices (id),
+                handler text not null,
+                signal text not null,
+                status text not null,
+                attempts integer default 0,
+                next_at double precision,
+                last_error text,
+                output text,
+                lease_owner text,
+                lease_until double precision,
+                created_at text,
+                updated_at text
+            )""",
+            "create index idx_notice_runs_status_next_at on notice_runs (status, next_at)",
+            "create unique index idx_notice_runs_notice_id_handler on notice_runs (notice_id, handler)",
+        ),
+    ),
 )
 
 

@@ -69,11 +69,13 @@ class Moved:
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What one callback or poll did: its outcome and, when the job moved, what moved."""
+    """What one callback or poll did: its outcome, what moved, and the account notices it caused
+    (a moderation failure that paused the account)."""
 
     job_id: str
     outcome: str
     moved: Moved | None = None
+    notices: tuple[Any, ...] = ()  # storage.notices.Notice
 
 
 @dataclass(frozen=True)

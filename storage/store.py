@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from .accounts import AccountsMixin
 from .catalog import CatalogMixin
 from .jobs import JobsMixin
 from .leases import LeasesMixin
@@ -20,8 +21,9 @@ log = logging.getLogger("runway_relay.storage")
 Foreign = Callable[[dict[str, Any] | None], None]
 
 
-class SqlStore(JobsMixin, SubmitMixin, UpdatesMixin, OutboxMixin, CatalogMixin, LeasesMixin):
-    """Jobs, attempts, events, transitions, handler runs, artifacts, accounts and leases.
+class SqlStore(JobsMixin, SubmitMixin, UpdatesMixin, OutboxMixin, CatalogMixin, LeasesMixin, AccountsMixin):
+    """Jobs, attempts, events, transitions, handler runs, artifacts, accounts (and their guards,
+    notices and notice runs) and leases.
 
     One implementation for both databases: the methods are units of work run by the connector.
     """

@@ -107,11 +107,25 @@ class SubmitMixin(StoreCore):
 
     @writes
     async def record_deferred(
-        self, tx: Tx, ticket: SubmitTicket, retry_at: float, reason: str, body: str | None = None
+        self,
+        tx: Tx,
+        ticket: SubmitTicket,
+        retry_at: float,
+        reason: str,
+        body: str | None = None,
+        *,
+        avoid: str | None = None,
     ) -> None:
-        """The create was not accepted now (429, or not found upstream): the job stays queued."""
+        """The create was not accepted now (429, or not found upstream): the job stays queued.
+
+        ``avoid``: an account that refused the job for want of credits; the job tries the others.
+        """
         job = await self._job_row(tx, ticket.job_id, lock=True)
-        await self._update_job(tx, ticket.job_id, {"submitting_since": None, "next_submit_at": retry_at})
+        changes: dict[str, Any] = {"submitting_since": None, "next_submit_at": retry_at}
+        if avoid:
+            avoided = set(json.loads(job.get("avoid_accounts") or "[]")) | {avoid}
+            changes["avoid_accounts"] = json.dumps(sorted(avoided))
+        await self._update_job(tx, ticket.job_id, changes)
         await self._event(tx, job, "upstream", "create", "deferred", detail=reason, body=body)
 
     @writes
@@ -165,11 +179,12 @@ class SubmitMixin(StoreCore):
     async def queue_view(
         self, tx: Tx, now: float, limit: int = 200
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """In one read: queued jobs that may be created now (oldest first: id, params), and the jobs
-        holding an upstream slot, running or with their create in flight (id, account, explore)."""
+        """In one read: queued jobs that may be created now (oldest first: id, params, avoid_accounts),
+        and the jobs holding an upstream slot, running or with their create in flight (id, account,
+        explore)."""
         queued = await tx.rows(
-            "select id, params from jobs where status = 'queued' and submitting_since is null "
-            "and coalesce(next_submit_at, 0) <= ? order by id limit ?",
+            "select id, params, avoid_accounts from jobs where status = 'queued' "
+            "and submitting_since is null and coalesce(next_submit_at, 0) <= ? order by id limit ?",
             [now, limit],
         )
         if not queued:

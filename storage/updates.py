@@ -14,9 +14,10 @@ from typing import Any
 
 from ..errors import NotFound
 from ..states import ACTIVE, Status, on_update
-from ..taskparse import ArtifactRef, TaskUpdate
+from ..taskparse import ArtifactRef, TaskUpdate, account_of
+from .accounts import AccountsMixin
 from .connector import Tx
-from .core import StoreCore, grouped, marks, reads, token_hash, writes
+from .core import grouped, marks, reads, token_hash, writes
 from .records import IngestResult, iso_now
 
 _ACTIVE = tuple(sorted(s.value for s in ACTIVE))
@@ -56,7 +57,7 @@ def _storable(update: TaskUpdate) -> TaskUpdate:
     )
 
 
-class UpdatesMixin(StoreCore):
+class UpdatesMixin(AccountsMixin):
     """Updates from upstream: callbacks and polls, through the state machine."""
 
     @grouped
@@ -135,7 +136,12 @@ class UpdatesMixin(StoreCore):
                 ]
             )
         moved = await self._apply(tx, job, decision, extra, at)
-        return IngestResult(job_id, decision.outcome.value, moved)
+        notices: list[Any] = []
+        if decision.state.status is Status.FAILED and update.moderated:
+            email = job["account"] or account_of(job["task_id"] or update.task_id)
+            if email:  # the moderation guard counts it against the account (storage/accounts.py)
+                notices = await self._moderated(tx, email, job_id, attempt, extra["error"], now)
+        return IngestResult(job_id, decision.outcome.value, moved, tuple(notices))
 
     @reads
     async def jobs_to_poll(

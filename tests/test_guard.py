@@ -177,7 +177,8 @@ def test_the_low_signal_fires_once_per_crossing() -> None:
     assert low_crossing(rule, False, Credits(1000, 990)) == (True, True)  # crossed again: fire again
     assert low_crossing(rule, True, Credits()) == (True, False)  # a failed read changes nothing
     assert low_crossing(rule, False, Credits()) == (False, False)
-    assert low_crossing(None, False, Credits(10, 10)) == (False, False)  # no warning set: never fires
+    assert low_crossing(None, False, Credits(10, 9)) == (False, False)  # no warning set: only when out
+    assert low_crossing(None, False, Credits(10, 10)) == (True, True)
 
 
 @given(
