@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import httpx
 
 from ..settings import Settings
-from ..states import Signal
+from ..states import AnySignal
 
 if TYPE_CHECKING:
     from ..storage import JobView
@@ -25,9 +25,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class HandlerEvent:
-    """The transition a handler run belongs to."""
+    """The transition (or account notice) a handler run belongs to.
 
-    signal: Signal
+    With an :class:`~runway_relay.states.AccountSignal` the run is about an account, not a job:
+    ``run`` gets the notice JSON (``id``, ``signal``, ``email``, ``at``, ``reason``…) instead of a job,
+    and ``transition_id`` is ``None``.
+    """
+
+    signal: AnySignal
     run_id: int
     attempt: int  # 1 for the first try of this run
     transition_id: int | None
@@ -94,11 +99,12 @@ class Handler(Protocol):
     """The handler interface. ``run`` returns a short text kept as the run's output, or ``None``.
 
     A handler may also set ``after``: names of handlers whose runs for the same event must finish
-    (done or dead) before its own run starts.
+    (done or dead) before its own run starts. A handler whose ``events`` include account signals
+    (``account-paused``…) gets, for those, the notice JSON as its first argument.
     """
 
     name: str
-    events: frozenset[Signal]
+    events: frozenset[AnySignal]
     max_attempts: int
 
     async def run(self, job: dict[str, Any], event: HandlerEvent) -> str | None: ...

@@ -15,6 +15,8 @@ import httpx
 from .base import HandlerContext
 from .notify import (
     WebhookNotifier,
+    account_facts,
+    account_headline,
     duration_of,
     events_from,
     header_retry_after,
@@ -32,6 +34,7 @@ COLOURS = {
     "cancelled": 0x9CA3AF,
 }
 RUNNING_COLOUR = 0x3B82F6
+ACCOUNT_COLOURS = {"account-paused": 0xF59E0B, "account-credits-low": 0xF59E0B, "account-resumed": 0x2EB67D}
 
 
 def discord_message(job: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
@@ -64,6 +67,23 @@ def discord_message(job: dict[str, Any], dashboard: str | None) -> dict[str, Any
     return {"embeds": [embed], "allowed_mentions": {"parse": []}}
 
 
+def discord_account_message(notice: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
+    """The webhook body for an account notice: one embed, no mentions."""
+    facts = [("Account", str(notice.get("email"))), *account_facts(notice)]
+    embed: dict[str, Any] = {
+        "title": account_headline(notice)[:256],
+        "description": str(notice.get("reason") or "")[:4000],
+        "color": ACCOUNT_COLOURS.get(str(notice.get("signal")), 0xE01E5A),
+        "fields": [{"name": k, "value": v[:1024], "inline": True} for k, v in facts],
+        "footer": {"text": f"notice {notice.get('id')}"},
+    }
+    if dashboard:
+        embed["url"] = dashboard
+    if notice.get("at"):
+        embed["timestamp"] = notice["at"]
+    return {"embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
 def body_retry_after(response: httpx.Response) -> float | None:
     """Discord says how long to wait in the JSON body (``retry_after``, seconds); else the header."""
     try:
@@ -88,6 +108,10 @@ class DiscordHandler(WebhookNotifier):
     def message(self, job: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
         """The embed message."""
         return discord_message(job, dashboard)
+
+    def account_message(self, notice: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
+        """The embed message about an account."""
+        return discord_account_message(notice, dashboard)
 
     def retry_after(self, response: httpx.Response) -> float | None:
         """Discord's ``retry_after`` from the body, else the header."""

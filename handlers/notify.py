@@ -12,17 +12,19 @@ from typing import Any
 
 import httpx
 
+from ..guard import amount
 from ..logs import redact
-from ..states import Signal
+from ..states import AccountSignal, AnySignal, Signal
 from .answers import check_answer, header_retry_after
 from .base import HandlerContext, HandlerEvent
 
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 
 
-def events_from(names: Iterable[str]) -> frozenset[Signal]:
-    """The signals named in a setting such as ``RELAY_SLACK_EVENTS``."""
-    return frozenset(Signal(name) for name in names)
+def events_from(names: Iterable[str]) -> frozenset[AnySignal]:
+    """The signals (of jobs and of accounts) named in a setting such as ``RELAY_SLACK_EVENTS``."""
+    accounts = {s.value for s in AccountSignal}
+    return frozenset(AccountSignal(name) if name in accounts else Signal(name) for name in names)
 
 
 def required(value: str | None, variable: str, handler: str) -> str:
@@ -80,6 +82,37 @@ def dashboard_link(ctx: HandlerContext, job: dict[str, Any]) -> str | None:
     return f"{ctx.dashboard_url.rstrip('/')}/#job={job['id']}" if ctx.dashboard_url else None
 
 
+ACCOUNT_TITLES = {
+    AccountSignal.PAUSED.value: "Runway account paused",
+    AccountSignal.RESUMED.value: "Runway account resumed",
+    AccountSignal.CREDITS_LOW.value: "Runway account low on credits",
+    AccountSignal.OUT_OF_ROTATION.value: "Runway account out of rotation",
+}
+
+
+def account_headline(notice: dict[str, Any]) -> str:
+    """``Runway account paused: a@x.com``."""
+    return f"{ACCOUNT_TITLES.get(str(notice.get('signal')), 'Runway account')}: {notice.get('email')}"
+
+
+def account_facts(notice: dict[str, Any]) -> list[tuple[str, str]]:
+    """The facts of an account notice worth a line each: until when, credits."""
+    facts = []
+    if notice.get("until"):
+        facts.append(("Until", str(notice["until"])))
+    credits = notice.get("credits")
+    if isinstance(credits, dict) and credits.get("permitted") is not None:
+        facts.append(
+            ("Credits left", f"{amount(credits.get('left') or 0)} of {amount(credits['permitted'])}")
+        )
+    return facts
+
+
+def accounts_link(ctx: HandlerContext) -> str | None:
+    """The dashboard's accounts view."""
+    return f"{ctx.dashboard_url.rstrip('/')}/#accounts" if ctx.dashboard_url else None
+
+
 def headline(job: dict[str, Any]) -> str:
     """A short line saying what happened to the job."""
     status = job.get("status")
@@ -113,13 +146,20 @@ class WebhookNotifier:
         """The JSON body to post for ``job``."""
         raise NotImplementedError
 
+    def account_message(self, notice: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
+        """The JSON body to post for an account notice (``account-paused``…)."""
+        raise NotImplementedError
+
     def retry_after(self, response: httpx.Response) -> float | None:
         """Seconds a 429 answer asks us to wait."""
         return header_retry_after(response)
 
     async def run(self, job: dict[str, Any], event: HandlerEvent) -> str | None:
         """Post the message; raises to retry (``RetryAfter`` on 429)."""
-        body = json.dumps(self.message(job, dashboard_link(self.ctx, job))).encode()
+        if isinstance(event.signal, AccountSignal):
+            body = json.dumps(self.account_message(job, accounts_link(self.ctx))).encode()
+        else:
+            body = json.dumps(self.message(job, dashboard_link(self.ctx, job))).encode()
         await post(
             self.ctx.http,
             self.url,
@@ -128,4 +168,4 @@ class WebhookNotifier:
             headers={"content-type": "application/json"},
             retry_after=self.retry_after,
         )
-        return f"posted to {self.label} ({job['status']})"
+        return f"posted to {self.label} ({job.get('status') or event.signal})"

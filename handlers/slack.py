@@ -1,8 +1,10 @@
 """``slack``: a Block Kit message to a Slack incoming webhook (``RELAY_SLACK_WEBHOOK_URL``).
 
-Sent on the signals in ``RELAY_SLACK_EVENTS`` (default ``job-succeeded,job-failed``): model, prompt
+Sent on the signals in ``RELAY_SLACK_EVENTS`` (default ``job-succeeded,job-failed`` and the account
+signals ``account-paused,account-credits-low,account-out-of-rotation``). For a job: model, prompt
 excerpt, duration, status, the error of a failed job, a preview image when there is one, and buttons
-to the video and to the dashboard. A 429 answer's ``Retry-After`` is honoured.
+to the video and to the dashboard. For an account: what happened, why, until when, and a button to
+the dashboard's accounts. A 429 answer's ``Retry-After`` is honoured.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 from .base import HandlerContext
 from .notify import (
     WebhookNotifier,
+    account_facts,
+    account_headline,
     duration_of,
     events_from,
     headline,
@@ -69,6 +73,34 @@ def slack_message(job: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
     return {"text": f"{headline(job)} ({status})", "blocks": blocks}
 
 
+_ACCOUNT_EMOJI = {
+    "account-paused": ":double_vertical_bar:",
+    "account-resumed": ":arrow_forward:",
+    "account-credits-low": ":warning:",
+    "account-out-of-rotation": ":no_entry:",
+}
+
+
+def slack_account_message(notice: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
+    """The webhook body for an account notice."""
+    title = f"{_ACCOUNT_EMOJI.get(str(notice.get('signal')), ':bell:')} {account_headline(notice)}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}},
+        {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": escape(str(notice.get("reason") or ""))[:2900]},
+        },
+    ]
+    facts = [("Account", escape(str(notice.get("email")))), *account_facts(notice)]
+    blocks.append(
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in facts]}
+    )
+    button = _button("Accounts", dashboard)
+    if button:
+        blocks.append({"type": "actions", "elements": [button]})
+    return {"text": f"{account_headline(notice)}: {notice.get('reason')}", "blocks": blocks}
+
+
 class SlackHandler(WebhookNotifier):
     """Posts a message per configured event; see the module docstring."""
 
@@ -82,3 +114,7 @@ class SlackHandler(WebhookNotifier):
     def message(self, job: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
         """The Block Kit message."""
         return slack_message(job, dashboard)
+
+    def account_message(self, notice: dict[str, Any], dashboard: str | None) -> dict[str, Any]:
+        """The Block Kit message about an account."""
+        return slack_account_message(notice, dashboard)

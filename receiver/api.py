@@ -72,6 +72,24 @@ async def replay_job(request: Request) -> JSONResponse:
     )
 
 
+async def list_accounts(request: Request) -> JSONResponse:
+    """``GET /api/accounts``: each Runway account's slots, pause, rotation, credits and jobs today."""
+    relay = _relay(request)
+    policy = relay.store.policy
+    return JSONResponse(
+        {
+            "accounts": await relay.account_list(),
+            "moderation_pause": str(policy.moderation) if policy.moderation else None,
+            "credits_low": str(policy.credits_low) if policy.credits_low else None,
+        }
+    )
+
+
+async def resume_account(request: Request) -> JSONResponse:
+    """``POST /api/accounts/{email}/resume``: lift the pause, bring the account back into rotation."""
+    return JSONResponse(await _relay(request).resume_account(request.path_params["email"]))
+
+
 async def models(request: Request) -> JSONResponse:
     """``GET /api/models``: the model rules, for forms and scripts."""
     return JSONResponse({"models": rules.rules_table()})

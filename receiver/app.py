@@ -38,6 +38,8 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/api/events", api.all_events, methods=["GET"]),
         Route("/api/assets", uploads.upload_asset, methods=["POST"]),
         Route("/api/models", api.models, methods=["GET"]),
+        Route("/api/accounts", api.list_accounts, methods=["GET"]),
+        Route("/api/accounts/{email}/resume", api.resume_account, methods=["POST"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),

@@ -25,7 +25,7 @@ def _json(schema: Schema, description: str) -> Schema:
 _ERRORS = {
     400: "The request is malformed (not JSON, not an object, not multipart).",
     401: "Missing or wrong API key (`RELAY_API_KEY`).",
-    404: "No such job, token or file.",
+    404: "No such job, account, token or file.",
     409: "The job's state does not allow it (it already ended).",
     413: "The body is over the limit.",
     415: "The body's Content-Type is not one this route takes.",
@@ -219,6 +219,19 @@ def _other_paths() -> dict[str, Schema]:
                 ),
             }
         },
+        "/api/accounts": {
+            "get": {
+                "summary": "Each Runway account: slots and capacity, pause, rotation, credits, jobs today.",
+                "responses": _answers({200: _json(ref("AccountList"), "The known accounts.")}, 401, 503),
+            }
+        },
+        "/api/accounts/{email}/resume": {
+            "post": {
+                "summary": "Lift the account's moderation pause and bring it back into rotation.",
+                "parameters": [_path_param("email", "The Runway account's email.")],
+                "responses": _answers({200: _json(ref("Resumed"), "What was lifted.")}, 401, 404, 503),
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "Liveness; job counts and handler names only with the key.",
@@ -321,6 +334,8 @@ _OPERATION_IDS = {
     ("/callbacks/{token}", "post"): "receiveCallback",
     ("/api/assets", "post"): "uploadAsset",
     ("/api/models", "get"): "listModels",
+    ("/api/accounts", "get"): "listAccounts",
+    ("/api/accounts/{email}/resume", "post"): "resumeAccount",
     ("/healthz", "get"): "health",
     ("/metrics", "get"): "metrics",
     ("/openapi.json", "get"): "openapi",

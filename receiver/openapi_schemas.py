@@ -107,6 +107,74 @@ def _request_schema() -> Schema:
     }
 
 
+def _account_schemas() -> dict[str, Schema]:
+    when = nullable("string", description="ISO 8601, UTC.")
+    number = nullable("number")
+    account = {
+        "type": "object",
+        "required": ["email", "state", "slots_in_use", "paused", "in_rotation", "credits", "jobs_today"],
+        "properties": {
+            "email": {"type": "string"},
+            "state": {"type": "string", "enum": ["ok", "resting", "paused", "no-credits", "out-of-rotation"]},
+            "slots_in_use": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Jobs running or being created.",
+            },
+            "capacity": nullable("integer", description="Jobs at once, as learned from Runway's 429s."),
+            "max_jobs": nullable("integer", description="maxJobs as configured at useapi.net."),
+            "resting_until": when,
+            "paused": {"type": "boolean", "description": "A moderation pause: no new creates."},
+            "paused_reason": nullable("string"),
+            "paused_until": when,
+            "paused_at": when,
+            "in_rotation": {"type": "boolean", "description": "False after repeated failed sessions."},
+            "out_of_rotation_reason": nullable("string"),
+            "out_of_rotation_at": when,
+            "credits": {
+                "type": "object",
+                "properties": {
+                    "permitted": number,
+                    "used": number,
+                    "left": number,
+                    "low": {"type": "boolean"},
+                    "checked_at": when,
+                },
+            },
+            "moderation": {
+                "type": "object",
+                "properties": {
+                    "failures": {"type": "integer", "description": "Moderation failures counted now."},
+                    "limit": nullable("integer"),
+                    "window": nullable("string"),
+                },
+            },
+            "last_error": nullable("string"),
+            "last_error_at": when,
+            "jobs_today": {"type": "integer", "minimum": 0, "description": "Created on it since 00:00 UTC."},
+        },
+    }
+    listing = {
+        "type": "object",
+        "required": ["accounts"],
+        "properties": {
+            "accounts": {"type": "array", "items": ref("Account")},
+            "moderation_pause": nullable("string", description="RELAY_MODERATION_PAUSE, e.g. 3/1h."),
+            "credits_low": nullable("string", description="RELAY_CREDITS_LOW, e.g. 10%."),
+        },
+    }
+    resumed = {
+        "type": "object",
+        "required": ["email", "lifted", "account"],
+        "properties": {
+            "email": {"type": "string"},
+            "lifted": {"type": "array", "items": {"type": "string"}, "description": "Empty: nothing was."},
+            "account": ref("Account"),
+        },
+    }
+    return {"Account": account, "AccountList": listing, "Resumed": resumed}
+
+
 def component_schemas() -> dict[str, Schema]:
     """Every named schema the paths refer to."""
     return {
@@ -120,6 +188,7 @@ def component_schemas() -> dict[str, Schema]:
             },
         },
         **_job_schemas(),
+        **_account_schemas(),
         "JobRequest": _request_schema(),
         "JobList": {
             "type": "object",

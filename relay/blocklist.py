@@ -75,7 +75,7 @@ def check(params: Mapping[str, Any], rules: tuple[Rule, ...]) -> None:
             found = rule.pattern.search(prompt)
             if found:
                 raise ValidationError(
-                    f"{name} matches the blocklist rule {rule.text!r} (line {rule.line} of "
-                    f"RELAY_BLOCKLIST_FILE) at {found.group(0)!r}; the prompt was not sent to Runway",
+                    f'{name} matches the blocklist rule "{rule.text}" (line {rule.line} of '
+                    f'RELAY_BLOCKLIST_FILE) at "{found.group(0)}"; the prompt was not sent to Runway',
                     name,
                 )

@@ -98,6 +98,12 @@ def serve(host: str, port: int, access_log: bool) -> None:
     type=click.IntRange(1, 10),
     help="Runway's own per-account limit; over it creates get Runway's 429.",
 )
+@click.option(
+    "--credits",
+    default="",
+    help="email=credits,... plan credits of these accounts (creates spend 10 per second of video).",
+)
+@click.option("--broken", multiple=True, help="an account whose session is broken (401); repeatable")
 def simulate(
     host: str,
     port: int,
@@ -106,6 +112,8 @@ def simulate(
     token: str | None,
     create_delay: float,
     runway_capacity: int | None,
+    credits: str,
+    broken: tuple[str, ...],
 ) -> None:
     """Run the useapi.net simulator alone, as an upstream for other processes.
 
@@ -119,6 +127,7 @@ def simulate(
 
     try:
         parsed = dict(_accounts(accounts)) or None
+        plans = _credits(credits)
     except SettingsError as exc:
         fail(str(exc), EXIT_USAGE)
     if not token and not Settings(host=host).is_loopback:
@@ -135,8 +144,22 @@ def simulate(
         base_url=f"http://{host}:{port}",
         create_delay=create_delay,
         runway_capacity=runway_capacity,
+        credits=plans,
+        broken=set(broken),
     )
     uvicorn.run(app, host=host, port=port, log_config=None)
+
+
+def _credits(raw: str) -> dict[str, float]:
+    """``--credits a@x.com=500,b@x.com=20000``."""
+    plans: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        email, _, amount = item.partition("=")
+        try:
+            plans[email.strip()] = float(amount)
+        except ValueError:
+            raise SettingsError(f"--credits entry {item!r}: use email=credits, e.g. a@x.com=500") from None
+    return plans
 
 
 def _body(options: dict[str, Any], extra: tuple[str, ...]) -> dict[str, Any]:
@@ -344,6 +367,38 @@ def upload(server: str, api_key: str | None, file: Path, email: str | None) -> N
     click.echo(answer["assetId"])
     if answer.get("account"):
         click.echo(f"uploaded to account {answer['account']}", err=True)
+
+
+@main.group(invoke_without_command=True)
+@SERVER
+@API_KEY
+@click.option("--json", "as_json", is_flag=True, help="print the JSON answer")
+@click.pass_context
+def accounts(ctx: click.Context, server: str, api_key: str | None, as_json: bool) -> None:
+    """The Runway accounts: slots in use and capacity, pause, rotation, credits, jobs today.
+
+    `runway-relay accounts resume EMAIL` lifts a pause (or brings an account back into rotation).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .accounts import account_table
+
+    answer = Client(server, api_key).call("GET", "/api/accounts")
+    click.echo(json.dumps(answer, indent=2) if as_json else account_table(answer))
+
+
+@accounts.command()
+@SERVER
+@API_KEY
+@click.argument("email")
+def resume(server: str, api_key: str | None, email: str) -> None:
+    """Lift the account's moderation pause and bring it back into rotation."""
+    from urllib.parse import quote
+
+    answer = Client(server, api_key).call("POST", f"/api/accounts/{quote(email, safe='@')}/resume")
+    lifted = answer["lifted"]
+    click.echo(f"{email}: lifted " + "; ".join(lifted) if lifted else f"{email}: nothing to lift")
+    click.echo(f"state: {answer['account']['state']}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,10 @@ if the handler sets it, else 2 s, so the first retry comes within 2 s), or at le
 :class:`~runway_relay.handlers.RetryAfter` asks for (HTTP 429). The next try time is stored in the
 run's ``next_at`` column, so the schedule survives a restart. A try that failed because this process
 ran out of file descriptors (a load spike, not the handler's fault) is retried soon and not counted.
+
+Two outboxes feed it, run the same way: job runs (``handler_runs``, one per handler and job
+transition; the handler gets the job JSON) and account notice runs (``notice_runs``, one per handler and
+account notice such as ``account-paused``; the handler gets the notice JSON).
 """
 
 from __future__ import annotations
@@ -21,13 +25,15 @@ import contextlib
 import errno
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .backoff import exponential
 from .handlers import Handler, HandlerEvent, PermanentError, RetryAfter
 from .logs import redact
 from .metrics import Metrics
-from .states import RunStatus, Signal
+from .states import AccountSignal, RunStatus, Signal
 from .storage import Store
 
 log = logging.getLogger("runway_relay.dispatcher")
@@ -57,6 +63,29 @@ def out_of_descriptors(exc: BaseException) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Outbox:
+    """One table of runs, as the dispatcher sees it: how to claim, renew and finish its runs."""
+
+    kind: str  # "job" or "notice": what a run's payload is
+    handlers: list[str]  # enabled handlers that have runs here
+    claim: Callable[..., Awaitable[list[dict[str, Any]]]]
+    renew: Callable[[str, list[int], float], Awaitable[set[int]]]
+    finish: Callable[..., Awaitable[bool]]
+    next_due: Callable[[list[str] | None], Awaitable[float | None]]
+    recover: Callable[[], Awaitable[int]]
+
+
+Key = tuple[str, int]  # (outbox kind, run id)
+
+
+def _about(kind: str, run: dict[str, Any]) -> str:
+    """``job=…`` or ``account=…``: what a run is about, for log lines."""
+    if kind == "job":
+        return f"job={run['job_id']}"
+    return f"account={run['notice'].get('email')} notice={run['notice_id']}"
+
+
 class Dispatcher:
     """Claims due handler runs and executes them, a few at a time, under renewed leases."""
 
@@ -76,7 +105,33 @@ class Dispatcher:
         self.concurrency = concurrency
         self.lease = lease
         self._wake = asyncio.Event()
-        self._running: dict[int, asyncio.Task[None]] = {}
+        self._running: dict[Key, asyncio.Task[None]] = {}
+        account_signals = set(AccountSignal)
+        noticed = [name for name, h in handlers.items() if account_signals & set(h.events)]
+        self.outboxes = [
+            Outbox(
+                "job",
+                list(handlers),
+                store.claim_runs,
+                store.renew_runs,
+                store.finish_run,
+                store.next_run_due,
+                store.recover_runs,
+            )
+        ]
+        if noticed:  # no handler wants account signals: never look at their table
+            self.outboxes.append(
+                Outbox(
+                    "notice",
+                    noticed,
+                    store.claim_notice_runs,
+                    store.renew_notice_runs,
+                    store.finish_notice_run,
+                    store.next_notice_due,
+                    store.recover_notice_runs,
+                )
+            )
+        self._outbox = {outbox.kind: outbox for outbox in self.outboxes}
 
     def wake(self, *_: Any, **__: Any) -> None:
         """Look for due runs now (connected to every job signal)."""
@@ -84,34 +139,35 @@ class Dispatcher:
 
     async def run(self) -> None:
         """The loop; cancel it to stop (runs in progress are left to finish, or to another relay)."""
-        recovered = await self.store.recover_runs()
+        recovered = sum([await outbox.recover() for outbox in self.outboxes])
         if recovered:
             log.info("resuming %d handler run(s) interrupted by a restart", recovered)
         heartbeat = asyncio.create_task(self._heartbeat(), name="relay-run-leases")
         try:
             while True:
                 self._wake.clear()
-                free = self.concurrency - len(self._running)
-                if free > 0:
-                    claimed = await self.store.claim_runs(
-                        self.owner, time.time(), free, self.lease, list(self.handlers)
-                    )
+                for outbox in self.outboxes:
+                    free = self.concurrency - len(self._running)
+                    if free <= 0:
+                        break
+                    claimed = await outbox.claim(self.owner, time.time(), free, self.lease, outbox.handlers)
                     for run in claimed:
-                        task = asyncio.create_task(self._execute(run))
-                        self._running[int(run["id"])] = task
+                        task = asyncio.create_task(self._execute(outbox.kind, run))
+                        self._running[(outbox.kind, int(run["id"]))] = task
                         task.add_done_callback(self._finished)
                 await self._sleep()
         finally:
             heartbeat.cancel()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        for run_id, running in list(self._running.items()):
+        for key, running in list(self._running.items()):
             if running is task:
-                del self._running[run_id]
+                del self._running[key]
         self._wake.set()
 
     async def _sleep(self) -> None:
-        due = await self.store.next_run_due(list(self.handlers))
+        dues = [await outbox.next_due(outbox.handlers) for outbox in self.outboxes]
+        due = min((d for d in dues if d is not None), default=None)
         timeout = 2.0 if due is None else max(0.0, min(2.0, due - time.time()))
         if due is not None and timeout == 0.0 and len(self._running) < self.concurrency:
             return
@@ -122,86 +178,93 @@ class Dispatcher:
         """Renew the leases of the runs in progress; a run whose lease was lost is stopped."""
         while True:
             await asyncio.sleep(self.lease / 4)
-            ids = list(self._running)
-            if not ids:
-                continue
-            try:
-                held = await self.store.renew_runs(self.owner, ids, self.lease)
-            except Exception as exc:  # the database is away: keep trying, the lease has time left
-                log.warning("could not renew handler run leases: %s", exc)
-                continue
-            for run_id in set(ids) - held:
-                task = self._running.get(run_id)
-                if task is not None:
-                    log.warning(
-                        "handler run=%s: its lease was taken over by another relay; stopping it", run_id
-                    )
-                    task.cancel()
+            for outbox in self.outboxes:
+                ids = [run_id for kind, run_id in self._running if kind == outbox.kind]
+                if not ids:
+                    continue
+                try:
+                    held = await outbox.renew(self.owner, ids, self.lease)
+                except Exception as exc:  # the database is away: keep trying, the lease has time left
+                    log.warning("could not renew handler run leases: %s", exc)
+                    continue
+                for run_id in set(ids) - held:
+                    task = self._running.get((outbox.kind, run_id))
+                    if task is not None:
+                        log.warning(
+                            "handler run=%s: its lease was taken over by another relay; stopping it", run_id
+                        )
+                        task.cancel()
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait for runs in progress (used at shutdown)."""
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=timeout)
 
-    async def _execute(self, run: dict[str, Any]) -> None:
+    async def _execute(self, kind: str, run: dict[str, Any]) -> None:
         name, attempts = run["handler"], int(run["attempts"])
         handler = self.handlers.get(name)
         if handler is None:
-            await self._finish(run, RunStatus.DEAD, error=f"handler {name!r} is not enabled here")
+            await self._finish(kind, run, RunStatus.DEAD, error=f"handler {name!r} is not enabled here")
             return
-        event = HandlerEvent(Signal(run["signal"]), run["id"], attempts, run["transition_id"])
         started = time.perf_counter()
         try:
-            job = await self.store.get_job(run["job_id"])
-            output = await asyncio.wait_for(handler.run(job, event), RUN_TIMEOUT)
+            if kind == "job":
+                event = HandlerEvent(Signal(run["signal"]), run["id"], attempts, run["transition_id"])
+                payload = await self.store.get_job(run["job_id"])
+            else:  # an account notice: the handler gets the notice JSON
+                event = HandlerEvent(AccountSignal(run["signal"]), run["id"], attempts, None)
+                payload = run["notice"]
+            output = await asyncio.wait_for(handler.run(payload, event), RUN_TIMEOUT)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            outcome = await self._failed(run, handler, exc)
+            outcome = await self._failed(kind, run, handler, exc)
             self.metrics.handler_run(name, outcome, time.perf_counter() - started)
             return
-        await self._finish(run, RunStatus.DONE, output=redact((output or "")[:4000]))
+        await self._finish(kind, run, RunStatus.DONE, output=redact((output or "")[:4000]))
         self.metrics.handler_run(name, "done", time.perf_counter() - started)
-        log.info("handler done handler=%s job=%s run=%s", name, run["job_id"], run["id"])
+        log.info("handler done handler=%s %s run=%s", name, _about(kind, run), run["id"])
 
-    async def _finish(self, run: dict[str, Any], status: RunStatus, **changes: Any) -> None:
-        if not await self.store.finish_run(run["id"], self.owner, status, **changes):
+    async def _finish(self, kind: str, run: dict[str, Any], status: RunStatus, **changes: Any) -> None:
+        if not await self._outbox[kind].finish(run["id"], self.owner, status, **changes):
             log.warning(
-                "handler run=%s job=%s ended here after another relay took it over; its result is dropped",
+                "handler run=%s %s ended here after another relay took it over; its result is dropped",
                 run["id"],
-                run["job_id"],
+                _about(kind, run),
             )
 
-    async def _failed(self, run: dict[str, Any], handler: Handler, exc: Exception) -> str:
+    async def _failed(self, kind: str, run: dict[str, Any], handler: Handler, exc: Exception) -> str:
         """Record a failed try: ``dead`` after the limit or a permanent error, else ``retry`` later."""
         attempts = int(run["attempts"])
         error = redact(f"{type(exc).__name__}: {exc}")[:2000]  # redact, then cut: no half secrets
         if out_of_descriptors(exc):
-            await self._finish(run, RunStatus.PENDING, error=error, next_at=time.time() + 5.0, refund=True)
+            await self._finish(
+                kind, run, RunStatus.PENDING, error=error, next_at=time.time() + 5.0, refund=True
+            )
             log.warning(
-                "handler retry handler=%s job=%s run=%s: out of file descriptors, not counted",
+                "handler retry handler=%s %s run=%s: out of file descriptors, not counted",
                 handler.name,
-                run["job_id"],
+                _about(kind, run),
                 run["id"],
             )
             return "retry"
         if isinstance(exc, PermanentError) or attempts >= handler.max_attempts:
-            await self._finish(run, RunStatus.DEAD, error=error)
+            await self._finish(kind, run, RunStatus.DEAD, error=error)
             log.warning(
-                "handler dead handler=%s job=%s run=%s attempts=%d error=%s",
+                "handler dead handler=%s %s run=%s attempts=%d error=%s",
                 handler.name,
-                run["job_id"],
+                _about(kind, run),
                 run["id"],
                 attempts,
                 error,
             )
             return "dead"
         delay = retry_delay(handler, attempts, exc)
-        await self._finish(run, RunStatus.PENDING, error=error, next_at=time.time() + delay)
+        await self._finish(kind, run, RunStatus.PENDING, error=error, next_at=time.time() + delay)
         log.info(
-            "handler retry handler=%s job=%s run=%s attempt=%d in=%.1fs error=%s",
+            "handler retry handler=%s %s run=%s attempt=%d in=%.1fs error=%s",
             handler.name,
-            run["job_id"],
+            _about(kind, run),
             run["id"],
             attempts,
             delay,

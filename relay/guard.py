@@ -56,6 +56,11 @@ def format_duration(seconds: float) -> str:
     return " ".join(parts[:2]) or "0s"
 
 
+def amount(credits: float) -> str:
+    """Credits as people write them: ``2,250``, ``12.5``."""
+    return f"{credits:,.0f}" if float(credits).is_integer() else f"{credits:,.1f}"
+
+
 # -- moderation ---------------------------------------------------------------------------------
 
 
@@ -257,9 +262,8 @@ class AccountState:
         if self.out_of_rotation:
             return f"{self.email} is out of rotation ({self.out_of_rotation})"
         if spends and self.credits.out:
-            return (
-                f"{self.email} has no credits left ({self.credits.used:g} of {self.credits.permitted:g} used)"
-            )
+            used, permitted = amount(self.credits.used or 0), amount(self.credits.permitted or 0)
+            return f"{self.email} has no credits left ({used} of {permitted} used)"
         return None
 
     def admits(self, spends: bool, now: float) -> bool:
@@ -300,7 +304,7 @@ class Gate:
             reasons.append(why)
         if not reasons:
             return None
-        text = "no Runway account can take this job: " + "; ".join(reasons)
+        text = "No Runway account can take this job: " + "; ".join(reasons)
         if spends and any("credits" in r for r in reasons):
             text += ". Top up the plan (or use exploreMode on an Unlimited plan)"
         if any("out of rotation" in r for r in reasons):

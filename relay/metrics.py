@@ -58,6 +58,7 @@ UPSTREAM_ENDPOINTS = (
     "scheduler/",
     "scheduler/{taskId}",
     "accounts/",
+    "features/",
     "assets/",
 )
 

@@ -10,7 +10,10 @@ crash — of this relay or of the one that scheduled before it — is looked up 
 twice; a create that failed in a way that may hide an acceptance (5xx, timeout) is looked up the same
 way before it is ever sent again.
 
-Which job starts where is decided by the pure :meth:`Capacity.plan`; this module does the I/O around it.
+Which job starts where is decided by the pure :meth:`Capacity.plan`, on the accounts the guards let
+take creates (:class:`~.guard.Gate`, from :class:`~.accounts.AccountWatch`); this module does the I/O
+around it. A create an account refuses for a reason of its own (no credits for it, a failed session)
+goes to another account; a job no account will ever take ends ``rejected``, saying why.
 A freed slot is refilled as soon as the job's end is committed (:meth:`Scheduler.job_changed`, from
 this relay or, through the database's notices, from any other), not on a timer. The timer only wakes
 the loop when an account's rest ends, and at most a second apart as a safety net.
@@ -26,12 +29,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from .accounts import AccountWatch
 from .backoff import busy_wait, exponential
 from .capacity import Candidate, Capacity, Email
 from .errors import UpstreamError
+from .guard import Gate
 from .recovery import BY_REPLY_REF, Finder, Found, sent_create
 from .states import TERMINAL, Status
-from .storage import Moved, Store, SubmitTicket
+from .storage import Moved, Store, SubmitTicket, avoided
 from .taskparse import account_of
 from .upstream import CreateKind, CreateResult, Upstream, stored_body
 
@@ -58,6 +63,7 @@ class Scheduler:
         configured: Mapping[str, int] | None = None,
         *,
         adopted: Adopted | None = None,
+        accounts: AccountWatch | None = None,
         create_grace: float = CREATE_GRACE,
         retry_base: float = 2.0,
         rest: Callable[[], float] = busy_wait,
@@ -69,6 +75,7 @@ class Scheduler:
         self.announce = announce
         self.holder = holder  # this relay's id: begin_submit checks it still holds the lease
         self.adopted = adopted
+        self.accounts = accounts
         self.capacity = Capacity()
         self.configured = dict(configured or {})
         self.create_grace = create_grace
@@ -77,6 +84,7 @@ class Scheduler:
         self.degraded: str | None = None
         self._wake = asyncio.Event()
         self._inflight: dict[str, tuple[Email, bool]] = {}  # job id → (account, explore)
+        self._placing: dict[str, Candidate] = {}  # job id → how the planner saw it (its create in flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._dirty: set[str] = set()  # accounts whose learned capacity or rest changed
         self._discover_at = 0.0
@@ -96,8 +104,17 @@ class Scheduler:
         if status in TERMINAL and job.get("task_id"):
             self.capacity.on_finished(job.get("account"))
             self._changed(job.get("account"))
+            if self.accounts is not None:
+                self.accounts.finished(job.get("account"))  # its credits moved
         if status in TERMINAL or status == Status.QUEUED:
             self._wake.set()
+
+    def account_resumed(self, email: str) -> None:
+        """An account was resumed by hand: a rest its failed sessions earned ends too."""
+        if self.capacity.has_accounts and email in self.capacity.accounts:
+            self.capacity.account(email).resting_until = 0.0
+            self._changed(email)
+        self._wake.set()
 
     def _changed(self, account: Email) -> None:
         if account and self.capacity.has_accounts:
@@ -126,6 +143,8 @@ class Scheduler:
         learned = await self.store.accounts()
         await self.store.save_accounts(accounts)
         self.capacity.configure(accounts)
+        if self.accounts is not None:
+            self.accounts.watch(list(accounts))
         for email, row in learned.items():
             if email in accounts:
                 self.capacity.restore(email, row.get("capacity"), row.get("backoff_until"))
@@ -237,13 +256,18 @@ class Scheduler:
             return 0
         running, explore_busy = self._load(slots)
         candidates = [await self._candidate(job) for job in queued]
-        explore = {c.job_id for c in candidates if c.explore}
+        gate = None
+        if self.accounts is not None and self.capacity.has_accounts:
+            gate = await self.accounts.gate(now)
+            candidates = [c for c in candidates if not await self._stranded(c, gate)]
+        by_id = {c.job_id: c for c in candidates}
         started = 0
-        for job_id, account in self.capacity.plan(candidates, running, explore_busy, now):
+        for job_id, account in self.capacity.plan(candidates, running, explore_busy, now, gate):
             ticket = await self.store.begin_submit(job_id, account, self.holder)
             if ticket is None:
                 continue
-            self._inflight[job_id] = (account, job_id in explore)
+            self._inflight[job_id] = (account, by_id[job_id].explore)
+            self._placing[job_id] = by_id[job_id]
             task = asyncio.create_task(self._submit(ticket))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -261,7 +285,19 @@ class Scheduler:
 
     async def _candidate(self, job: Mapping[str, Any]) -> Candidate:
         params = json.loads(job["params"])
-        return Candidate(job["id"], await self._pinned(params), params.get("exploreMode") is True)
+        pinned = await self._pinned(params)
+        return Candidate(job["id"], pinned, params.get("exploreMode") is True, avoided(dict(job)))
+
+    async def _stranded(self, job: Candidate, gate: Gate) -> bool:
+        """Reject a queued job no account it may use will take without a person stepping in."""
+        why = gate.hopeless(self.capacity.allowed(job), job.avoid, job.spends)
+        if why is None:
+            return False
+        moved = await self.store.record_stranded(job.job_id, why)
+        if moved is not None:
+            log.warning("rejected job=%s: %s", job.job_id, why)
+            await self.announce(moved)
+        return True
 
     async def _pinned(self, params: Mapping[str, Any]) -> Email:
         """The account a job must run on: its ``email``, or the owner of an asset it uses."""
@@ -298,6 +334,7 @@ class Scheduler:
             self._reconcile_at = time.time() + 1.0
         finally:
             self._inflight.pop(ticket.job_id, None)
+            self._placing.pop(ticket.job_id, None)
             self._wake.set()
 
     async def _create(self, ticket: SubmitTicket) -> None:
@@ -342,10 +379,39 @@ class Scheduler:
         if result.kind is CreateKind.ACCEPTED and result.task:
             self.degraded = None
             await self._accepted(ticket, str(result.task["taskId"]), stored_body(result.body), "")
+            if self.accounts is not None:
+                await self.accounts.accepted(ticket.account)
         elif result.kind in (CreateKind.BUSY, CreateKind.THROTTLED):
             await self._busy(ticket, result)
+        elif (result.no_credits or result.session_failed) and ticket.account and self.accounts is not None:
+            await self._account_refused(ticket, result, ticket.account, self.accounts)
         else:
             await self._rejected(ticket, result)
+
+    async def _account_refused(
+        self, ticket: SubmitTicket, result: CreateResult, account: str, accounts: AccountWatch
+    ) -> None:
+        """402 or 401 from one account: its trouble, not the job's, so the job tries the other accounts
+        (it avoids one without credits for it; a failed session rests the account, and repeated takes
+        it out of rotation). Rejected only when no account it may use is left."""
+        job = self._placing.get(ticket.job_id) or await self._candidate(
+            {"id": ticket.job_id, "params": json.dumps(ticket.params)}
+        )
+        if result.session_failed:
+            self.capacity.on_busy(account, time.time(), self.rest())
+            self._changed(account)
+        why, avoid = await accounts.refused(
+            account, result, self.capacity.allowed(job), job.avoid, job.spends
+        )
+        if why is not None:
+            await self._rejected(ticket, result, f"{result.message} (account {account}). {why}")
+            return
+        trouble = "has not enough credits for it" if result.no_credits else "failed its session"
+        reason = f"{result.status}: {result.message} — account {account} {trouble}; the job tries another"
+        await self.store.record_deferred(
+            ticket, 0.0, reason, stored_body(result.body), avoid=account if account in avoid else None
+        )
+        log.warning("create refused job=%s replyRef=%s: %s", ticket.job_id, ticket.reply_ref, reason)
 
     async def _accepted(self, ticket: SubmitTicket, task_id: str, body: str | None, how: str) -> None:
         account = account_of(task_id) or ticket.account
@@ -394,20 +460,21 @@ class Scheduler:
             learned,
         )
 
-    async def _rejected(self, ticket: SubmitTicket, result: CreateResult) -> None:
-        if result.status == 401:
+    async def _rejected(self, ticket: SubmitTicket, result: CreateResult, message: str | None = None) -> None:
+        if result.status == 401 and message is None:
             self.degraded = "useapi.net answered 401 Unauthorized: check USEAPI_TOKEN"
             log.error(
                 "useapi.net refused the API token (401 Unauthorized): creates are rejected until "
                 "USEAPI_TOKEN is fixed and the relay restarted"
             )
-        moved = await self.store.record_rejected(ticket, result.message, stored_body(result.body))
+        message = message or result.message
+        moved = await self.store.record_rejected(ticket, message, stored_body(result.body))
         log.warning(
             "rejected job=%s replyRef=%s status=%s: %s",
             ticket.job_id,
             ticket.reply_ref,
             result.status,
-            result.message,
+            message,
         )
         if moved is not None:
             await self.announce(moved)

@@ -3,7 +3,9 @@
 The receiver's endpoints are thin wrappers around these methods. Every write that moves a job returns
 what moved (:class:`~.storage.Moved`); :meth:`Relay.announce` tells the live views, the blinker
 signal and the scheduler exactly that, after the commit. Moves made by other relays sharing the
-database arrive as notices and reach the same listeners (:meth:`Relay._foreign`).
+database arrive as notices and reach the same listeners (:meth:`Relay._foreign`). What happens to a
+Runway account (a pause, low credits…) is a committed :class:`~.storage.Notice`, announced the same way
+(:meth:`Relay.announce_notices`).
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
-from . import rules, signals
+from . import blocklist, rules, signals
+from .accounts import AccountWatch, account_json
 from .coordination import Leadership, guard, relay_id
 from .dispatcher import Dispatcher
 from .errors import BadRequest, NotFound, UpstreamError, ValidationError
+from .guard import AccountPolicy
 from .handlers import Handler, HandlerContext, build_handlers
 from .live import Broadcaster
 from .logs import redact
@@ -27,8 +33,8 @@ from .metrics import Metrics
 from .poller import Poller
 from .scheduler import Scheduler
 from .settings import Settings
-from .states import Signal
-from .storage import IngestResult, Moved, Routing, open_store
+from .states import AccountSignal, AnySignal, Signal
+from .storage import IngestResult, Moved, Notice, Routing, open_store
 from .taskparse import TaskParseError, account_of, parse_task
 from .upstream import Upload, Upstream
 
@@ -70,6 +76,8 @@ class Relay:
         )
         self.handlers: dict[str, Handler] = build_handlers(ctx)
         self.store.routing = routing_for(self.handlers)
+        self.store.policy = AccountPolicy(settings.moderation, settings.credits_low)
+        self.accounts = AccountWatch(self.store, self.upstream, self.store.policy, self.announce_notices)
         lease = settings.lease_seconds
         self.dispatcher = Dispatcher(
             self.store, self.handlers, self.id, lease=lease * 3, metrics=self.metrics
@@ -83,10 +91,11 @@ class Relay:
             self.id,
             dict(settings.accounts),
             adopted=self.poller.poll,
+            accounts=self.accounts,
         )
-        self.leadership = Leadership(
-            self.store, self.id, lease, {"scheduler": self.scheduler.run, "poller": self.poller.run}
-        )
+        self.accounts.on_change = self.scheduler.wake
+        loops = {"scheduler": self.scheduler.run, "poller": self.poller.run, "accounts": self.accounts.run}
+        self.leadership = Leadership(self.store, self.id, lease, loops)
         self._tasks: list[asyncio.Task[None]] = []
         self._foreign_ids: set[str] = set()
         self._foreign_flush: asyncio.Task[None] | None = None
@@ -111,7 +120,7 @@ class Relay:
             "PostgreSQL (shared)" if self.store.shared else settings.db_path,
         )
 
-    def _handled_signals(self) -> set[Signal]:
+    def _handled_signals(self) -> set[AnySignal]:
         """Signals some enabled handler wants: only those can have written outbox rows to run."""
         return {signal for handler in self.handlers.values() for signal in handler.events}
 
@@ -155,15 +164,39 @@ class Relay:
             signals.send(self, signal, job, moved.transition_id)
 
     async def publish(self, result: IngestResult) -> None:
-        """After a callback or poll: announce what moved, if anything did."""
+        """After a callback or poll: announce what moved, if anything did.
+
+        An account it paused is marked first, so the slot the job freed is never refilled there.
+        """
+        if result.notices:
+            self.accounts.changed()
         if result.moved is not None:
             await self.announce(result.moved)
+        if result.notices:
+            await self.announce_notices(result.notices)
+
+    async def announce_notices(self, notices: Sequence[Notice]) -> None:
+        """Tell the scheduler and the signal's receivers what a committed account notice says."""
+        self.accounts.changed()
+        for notice in notices:
+            log.warning("account=%s %s: %s", notice.email, notice.signal.value, notice.detail.get("reason"))
+            if notice.signal is AccountSignal.RESUMED:
+                self.scheduler.account_resumed(notice.email)
+            signals.send_account(self, notice.signal, notice.json())
 
     def _foreign(self, brief: dict[str, Any] | None) -> None:
         """Another relay moved a job (``None``: its notices may have been lost; look around)."""
         if brief is None:
+            self.accounts.changed()
             self.scheduler.wake()
             self.dispatcher.wake()
+            return
+        if "account" in brief:  # an account's guard state moved (a pause, a resume, credits)
+            self.accounts.changed()
+            if brief.get("signal") == AccountSignal.RESUMED.value:
+                self.scheduler.account_resumed(str(brief["account"]))
+            if brief.get("signal") in self._handled_signals():
+                self.dispatcher.wake()
             return
         self.scheduler.job_changed(brief)
         if brief.get("signal") in self._handled_signals():
@@ -204,6 +237,7 @@ class Relay:
             if reserved in params:
                 raise ValidationError(f"{reserved} is set by the relay; leave it out", reserved)
         normalized = rules.validate(params)
+        blocklist.check(normalized, self.settings.blocklist)
         account = normalized.get("email")
         moved = await self.store.create_job(normalized["model"], normalized, handlers, account)
         log.info("queued job=%s model=%s", moved.job_id, normalized["model"])
@@ -222,6 +256,8 @@ class Relay:
             raise BadRequest("the body is not JSON the relay can read") from None
         # The body echoes replyUrl, which carries the token: keep the history, not the secret.
         body = redact(raw.decode("utf-8", "replace"))
+        if update.moderated:  # it may pause the account: no scheduling decision from the old state meanwhile
+            self.accounts.changed()
         result = await self.store.ingest_callback(token, update, body)
         # Every callback is in the events table; the log tells of status changes and oddities, and
         # keeps progress ticks, repeats and late arrivals for DEBUG (at INFO they cost ~15 % of ingest).
@@ -282,6 +318,22 @@ class Relay:
         await self.store.save_asset(asset_id, account, name, content_type.split("/")[0])
         return {"assetId": asset_id, "account": account}
 
+    async def account_list(self) -> list[dict[str, Any]]:
+        """Every known Runway account with its slots, guards, credits and jobs today (any relay)."""
+        now = time.time()
+        rows = await self.store.account_overview(now, now - now % 86400)
+        return [account_json(row, self.store.policy, now) for row in rows]
+
+    async def resume_account(self, email: str) -> dict[str, Any]:
+        """Lift an account's pause and bring it back into rotation (any relay; the scheduling one
+        hears of it through the database)."""
+        lifted, notices = await self.store.resume_account(email, time.time())
+        await self.announce_notices(notices)
+        self.accounts.changed()
+        log.info("account=%s resumed by hand: %s", email, "; ".join(lifted) or "nothing to lift")
+        account = next(a for a in await self.account_list() if a["email"] == email)
+        return {"email": email, "lifted": lifted, "account": account}
+
     async def health(self) -> dict[str, Any]:
         """``/healthz``: ok, or degraded with the reason."""
         jobs = await self.store.job_counts()
@@ -299,6 +351,7 @@ class Relay:
 
 def routing_for(handlers: dict[str, Handler]) -> Routing:
     """Which enabled handler runs on which signal (in the order they are enabled), and what each waits for."""
-    wanted = {signal: tuple(n for n, h in handlers.items() if signal in h.events) for signal in Signal}
+    every: list[AnySignal] = [*Signal, *AccountSignal]
+    wanted = {signal: tuple(n for n, h in handlers.items() if signal in h.events) for signal in every}
     after = {n: tuple(a for a in getattr(h, "after", ()) if a in handlers) for n, h in handlers.items()}
     return Routing({s: names for s, names in wanted.items() if names}, {n: a for n, a in after.items() if a})

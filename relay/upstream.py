@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 
 from .errors import UpstreamError
+from .guard import Credits
 from .logs import redact
 from .metrics import Metrics
-from .taskparse import account_of
+from .taskparse import account_of, parse_number
 
 PREFIX = "/v1/runwayml"
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -48,6 +49,18 @@ class CreateResult:
     message: str
     body: Any = None
     task: dict[str, Any] | None = None
+
+    @property
+    def no_credits(self) -> bool:
+        """The account has not enough credits for this create (402, or the seed page's message)."""
+        return self.kind is CreateKind.REJECTED and (
+            self.status == 402 or _NO_CREDITS in self.message.lower()
+        )
+
+    @property
+    def session_failed(self) -> bool:
+        """useapi.net refused with 401: a broken session of the account (or a wrong token)."""
+        return self.kind is CreateKind.REJECTED and self.status == 401
 
     @property
     def account(self) -> str | None:
@@ -124,6 +137,18 @@ def _max_jobs(info: Any) -> int | None:
     except (TypeError, ValueError):
         return 2
     return max(1, min(10, int(value))) if math.isfinite(value) else 2
+
+
+def parse_features(body: Any) -> Credits:
+    """The plan credits of a ``GET features/`` answer: ``permitted.numPlanCredits`` and
+    ``used.numPlanCredits`` (numbers or numeric strings). Nothing else of the answer is kept."""
+
+    def number(section: str) -> float | None:
+        part = body.get(section) if isinstance(body, dict) else None
+        value = parse_number(part.get("numPlanCredits")) if isinstance(part, dict) else None
+        return None if value is None or value < 0 else value
+
+    return Credits(number("permitted"), number("used"))
 
 
 def _decode(response: httpx.Response) -> Any:
@@ -215,6 +240,11 @@ class Upstream:
                 if max_jobs is not None:
                     found[str(email)] = max_jobs
         return found
+
+    async def features(self, email: str | None = None) -> Credits:
+        """``GET features/?email=``: the account's plan credits (the rest of the answer is dropped)."""
+        params = {"email": email} if email else None
+        return parse_features(await self._json("GET", "features/", "features/", params=params))
 
     async def upload_asset(
         self, name: str, content: bytes | Upload, content_type: str, email: str | None = None

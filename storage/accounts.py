@@ -15,7 +15,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import NotFound
-from ..guard import AccountPolicy, Credits, format_duration, low_crossing, moderation_pause, out_of_rotation
+from ..guard import (
+    AccountPolicy,
+    Credits,
+    amount,
+    format_duration,
+    low_crossing,
+    moderation_pause,
+    out_of_rotation,
+)
 from ..states import ACTIVE, AccountSignal, Status, TransitionError, on_rejected
 from .connector import Tx
 from .core import marks, reads, writes
@@ -132,7 +140,7 @@ class AccountsMixin(NoticesMixin):
         if fire:
             left = credits.left or 0.0
             rule = self.policy.credits_low
-            reason = f"{left:g} credits left of {permitted:g}" + (
+            reason = f"{amount(left)} credits left of {amount(permitted or 0)}" + (
                 f" (RELAY_CREDITS_LOW={rule})"
                 if rule and left > 0
                 else "; creates that spend credits go elsewhere"

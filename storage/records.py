@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..states import Signal
+from ..states import AnySignal, Signal
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Routing:
     transaction without asking anyone. A job's own ``handlers`` list narrows the choice.
     """
 
-    wanted: Mapping[Signal, tuple[str, ...]] = field(default_factory=dict)
+    wanted: Mapping[AnySignal, tuple[str, ...]] = field(default_factory=dict)  # account signals too
     after: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def names(self, chosen: str | None, signal: Signal) -> list[str]:

@@ -135,12 +135,13 @@ class UpdatesMixin(AccountsMixin):
                     for a in update.artifacts
                 ]
             )
-        moved = await self._apply(tx, job, decision, extra, at)
         notices: list[Any] = []
         if decision.state.status is Status.FAILED and update.moderated:
             email = job["account"] or account_of(job["task_id"] or update.task_id)
             if email:  # the moderation guard counts it against the account (storage/accounts.py)
+                # Before the job's move: the scheduler hears of a pause before it hears of the freed slot.
                 notices = await self._moderated(tx, email, job_id, attempt, extra["error"], now)
+        moved = await self._apply(tx, job, decision, extra, at)
         return IngestResult(job_id, decision.outcome.value, moved, tuple(notices))
 
     @reads

@@ -126,7 +126,7 @@ async def test_credits_low_fires_once_per_crossing(store: Store) -> None:
     low = await store.record_credits("a@x.test", 1000, 950, 2.0)
     assert [n.signal for n in low] == [AccountSignal.CREDITS_LOW]
     assert low[0].detail["credits"] == {"permitted": 1000, "used": 950, "left": 50}
-    assert "50 credits left of 1000 (RELAY_CREDITS_LOW=100)" in low[0].detail["reason"]
+    assert "50 credits left of 1,000 (RELAY_CREDITS_LOW=100)" in low[0].detail["reason"]
     assert await store.record_credits("a@x.test", 1000, 990, 3.0) == []  # still low
     assert await store.record_credits("a@x.test", 2000, 990, 4.0) == []  # topped up: re-armed
     again = await store.record_credits("a@x.test", 2000, 1950, 5.0)

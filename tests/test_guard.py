@@ -241,7 +241,7 @@ def test_hope_and_its_absence() -> None:
     assert gate.hopeless(["unknown@x"], (), True) is None
     assert gate.hopeless([None], (), True) is None
     why = gate.hopeless(["out@x", "broke@x"], (), True)
-    assert why is not None and why.startswith("no Runway account can take this job")
+    assert why is not None and why.startswith("No Runway account can take this job")
     assert "out@x is out of rotation (Unauthorized, 3 times)" in why
     assert "broke@x has no credits left (100 of 100 used)" in why
     assert "Top up" in why and "accounts resume" in why

@@ -28,13 +28,16 @@ from runway_relay.handlers.discord import DiscordHandler
 from runway_relay.handlers.forward import ForwardHandler
 from runway_relay.handlers.slack import SlackHandler
 from runway_relay.settings import SettingsError, load_settings
-from runway_relay.states import Signal
+from runway_relay.states import AccountSignal, Signal
 from runway_relay.storage import Store
 from runway_relay.taskparse import ArtifactRef
 
 from conftest import free_port, relay_env
 from servers import serve_in_thread
 from test_handlers_support import SECRET, Receiver, event_for, handler_context, succeeded_job
+
+# Slack and Discord also post, by default, when an account stops taking creates or runs low.
+NOTIFIED_ACCOUNT_SIGNALS = {AccountSignal.PAUSED, AccountSignal.CREDITS_LOW, AccountSignal.OUT_OF_ROTATION}
 
 pytestmark = pytest.mark.anyio
 
@@ -89,7 +92,7 @@ async def test_slack_posts_a_block_kit_message(tmp_path: Path, receiver: Any) ->
         job = await succeeded_job(ctx.store, (VIDEO,))
         handler = SlackHandler(ctx)
         assert await handler.run(job, event_for(job)) == "posted to Slack (succeeded)"
-    assert handler.events == {Signal.SUCCEEDED, Signal.FAILED}
+    assert handler.events == {Signal.SUCCEEDED, Signal.FAILED, *NOTIFIED_ACCOUNT_SIGNALS}
     [seen] = receiver.seen
     assert seen.path == "/services/T1/B2/x" and seen.headers["content-type"] == "application/json"
     body = json.loads(seen.body)
@@ -218,7 +221,7 @@ async def test_forward_signs_per_standard_webhooks_with_a_stable_id(tmp_path: Pa
             await handler.run(job, event_for(job))
         output = await handler.run(job, event_for(job, attempt=2))
         transition = (await ctx.store.get_job(job["id"], events=True))["transitions"][-1]
-    assert handler.events == set(Signal)
+    assert handler.events == set(Signal) | set(AccountSignal)
     first, second = receiver.seen
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == f"msg_{job['id']}_1"
     assert output is not None and f"msg_{job['id']}_1" in output
@@ -275,7 +278,8 @@ def test_settings_present_enable_their_handlers_and_secrets_stay_out_of_repr() -
         }
     )
     assert default_names(settings, set(BUILTIN)) == ("download", "resubmit", "slack", "forward")
-    assert settings.exec_timeout == 12 and settings.slack_events == ("job-succeeded", "job-failed")
+    assert settings.exec_timeout == 12 and settings.slack_events[:2] == ("job-succeeded", "job-failed")
+    assert "account-paused" in settings.slack_events
     assert not any(secret in repr(settings) for secret in ("SECRET1", "SECRET2", SECRET))
 
 

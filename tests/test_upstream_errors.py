@@ -36,7 +36,8 @@ def test_400_and_no_credits_are_rejected_with_the_upstream_message(
     assert (
         bad["status"] == "rejected" and bad["error"] == "Prompt rejected by the simulator ([reject] marker)"
     )
-    assert broke["status"] == "rejected" and broke["error"] == NO_CREDITS
+    assert broke["status"] == "rejected" and broke["error"].startswith(f"{NO_CREDITS} (account e@sim.test)")
+    assert "No Runway account can take this job: e@sim.test refused it" in broke["error"]
     for job in (bad, broke):
         assert job["error_kind"] == "rejected" and job["attempt"] == 1
         assert len(events(job, source="upstream", kind="create", outcome="rejected")) == 1

@@ -11,9 +11,16 @@ Prompt markers: ``[reject]`` → 400, ``[nocredits]`` → 402, ``[moderate]`` �
 (or :meth:`Engine.release`); once per replyRef: ``[error500]`` → 500 and nothing created,
 ``[accept500]`` → the task is created but the create is answered 500, ``[throttle]`` → Runway's 429.
 
+Accounts have plans (:mod:`.plans`): an accepted create that is not in explore mode spends 10 credits
+per second of video, one that costs more than is left is answered 402, and ``GET features/`` reports
+permitted and used credits. An account's session can be broken: its creates and ``GET features/`` then
+answer 401. ``POST /sim/accounts/{email}`` with ``{"permitted": …, "used": …, "broken": …}`` changes
+either while it runs. A ``[moderate]`` failure is what the relay's moderation guard counts.
+
 Knobs: ``runway_capacity`` (Runway's own per-account limit, below ``maxJobs``: over it, its 429),
 ``runway_429_rate`` (random Runway 429s), ``create_delay`` (seconds between accepting a create and
-answering it), ``chaos`` (callback misbehaviour). ``GET /sim/stats`` lists what reached the simulator.
+answering it), ``chaos`` (callback misbehaviour), ``credits`` (plan credits per account), ``broken``
+(accounts whose session is broken). ``GET /sim/stats`` lists what reached the simulator.
 """
 
 from .app import Simulator, create_app

@@ -70,10 +70,14 @@ class Simulator:
         chaos: Chaos | None = None,
         seed: int | None = None,
         reply_root: str | None = None,
+        credits: dict[str, float] | None = None,
+        broken: set[str] | None = None,
     ) -> None:
         """Configure the simulator; see the package docstring for the meaning of each option.
 
         ``reply_root``: refuse (400) a create whose ``replyUrl`` is not ``{reply_root}{token}``.
+        ``credits``: the plan credits of some accounts (others get plenty); ``broken``: accounts whose
+        session is broken from the start.
         """
         self.rng = random.Random(seed)
         self.engine = Engine(
@@ -81,6 +85,8 @@ class Simulator:
             rng=self.rng,
             runway_429_rate=runway_429_rate,
             runway_capacity=runway_capacity,
+            credits=credits,
+            broken=broken,
         )
         self.token = token
         self.step_seconds = step_seconds
@@ -101,11 +107,13 @@ class Simulator:
             *self._both(f"{api}/scheduler", self._guard(self.scheduler), ["GET"]),
             Route(f"{api}/scheduler/{{task_id:path}}", self._guard(self.delete), methods=["DELETE"]),
             *self._both(f"{api}/accounts", self._guard(self.accounts), ["GET"]),
+            *self._both(f"{api}/features", self._guard(self.features), ["GET"]),
             *self._both(f"{api}/assets", self._guard(self.list_assets), ["GET"]),
             *self._both(f"{api}/assets", self._guard(self.upload_asset), ["POST"]),
             Route("/sim/artifacts/{name}", self.artifact, methods=["GET", "HEAD"]),
             Route("/sim/stats", self.stats, methods=["GET"]),
             Route("/sim/release/{task_id:path}", self.release, methods=["POST"]),
+            Route("/sim/accounts/{email}", self.update_account, methods=["POST"]),
         ]
         self.app = Starlette(routes=self.routes)
 
@@ -242,6 +250,25 @@ class Simulator:
     async def accounts(self, request: Request) -> Response:
         """``GET accounts/``."""
         return JSONResponse(self.engine.accounts_json())
+
+    async def features(self, request: Request) -> Response:
+        """``GET features/?email=``: the account's plan and credits."""
+        return JSONResponse(self.engine.features(request.query_params.get("email") or None))
+
+    async def update_account(self, request: Request) -> Response:
+        """``POST /sim/accounts/{email}`` with ``{"permitted", "used", "broken"}`` (any of them)."""
+        email = request.path_params["email"]
+        try:
+            changes = await request.json()
+            if email not in self.engine.accounts:
+                raise SimError(404, {"error": f"Runway account {email} not found", "code": 404})
+            if not isinstance(changes, dict):
+                raise SimError(400, {"error": "the body must be a JSON object", "code": 400})
+            return JSONResponse(self.engine.plans.update(email, changes))
+        except ValueError:
+            return JSONResponse({"error": "the body is not JSON", "code": 400}, status_code=400)
+        except SimError as exc:
+            return JSONResponse(exc.body, status_code=exc.status)
 
     async def list_assets(self, request: Request) -> Response:
         """``GET assets/?mediaType=image|video``."""

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .plans import NO_CREDITS as NO_CREDITS  # re-exported: tests compare the relay's message with it
+from .plans import Plans
 from .tasks import FAILED, PENDING, RUNNING, SUCCEEDED, THROTTLED, SimTask, format_ratio, now_iso
 from .validation import MODELS as MODELS  # re-exported: the rules the simulator enforces
 from .validation import ModelRule as ModelRule
@@ -27,7 +29,6 @@ PREVIEW_JPG = MEDIA_DIR / "preview.jpg"
 RUNWAY_429 = (
     "You have too many tasks running or pending. Please wait for some of them to finish before starting more."
 )
-NO_CREDITS = "You do not have enough credits to run this task."
 MODERATION_ERROR: dict[str, Any] = {
     "errorMessage": "This generation was blocked by our content moderation system.",
     "reason": "SAFETY.INPUT.TEXT",
@@ -78,10 +79,13 @@ class Engine:
         rng: random.Random,
         runway_429_rate: float = 0.0,
         runway_capacity: int | None = None,
+        credits: dict[str, float] | None = None,
+        broken: set[str] | None = None,
     ) -> None:
         if not accounts:
             raise ValueError("the simulator needs at least one account")
         self.accounts: dict[str, int] = {email: int(n) for email, n in accounts.items()}
+        self.plans = Plans.of(list(self.accounts), credits, broken)
         self.rng = rng
         self.runway_429_rate = runway_429_rate
         self.runway_capacity = runway_capacity
@@ -155,6 +159,7 @@ class Engine:
         if "[error500]" in prompt and self._first_time("error500", body):
             raise SimError(500, {"error": SERVER_ERROR, "code": 500})
         email = entry["email"] = self._pick_account(body)
+        self.plans.check_session(email)
         limit = as_int(body, "maxJobs") or self.accounts[email]
         running = self.active_on(email)
         if len(running) >= limit:
@@ -162,10 +167,13 @@ class Engine:
             entries = [{"email": email, "id": t.id, **t.summary()} for t in running]
             message = f"Account {email} is busy executing {limit} tasks"
             raise SimError(429, {"error": message, "runningTasks": {email: entries}, "code": 429})
+        explore = as_bool(body.get("exploreMode"))
+        self.plans.check_credits(email, seconds, explore)
         if self._runway_refuses(body, prompt, len(running)):
             self.rejected_429 += 1
             raise SimError(429, {"error": RUNWAY_429})
         task = self._accept(body, email, base_url, seconds, dimensions(ratio, resolution))
+        self.plans.spend(email, seconds, explore)
         task.lost_answer = "[accept500]" in prompt and self._first_time("accept500", body)
         return task
 
@@ -336,6 +344,16 @@ class Engine:
             raise SimError(404, {"error": f"Unable to locate task {task_id}", "code": 404})
         task.held = False
         return task
+
+    def features(self, email: str | None) -> dict[str, Any]:
+        """``GET features/?email=``: the account's plan credits (``email`` needed with several)."""
+        if email is None:
+            if len(self.accounts) > 1:
+                raise bad_request("Parameter email is required when several accounts are configured")
+            email = next(iter(self.accounts))
+        if email not in self.accounts:
+            raise bad_request(f"Runway account {email} not found")
+        return self.plans.features(email)
 
     def accounts_json(self) -> dict[str, Any]:
         """``GET accounts/`` in the real shape, fake secrets included (clients must drop them)."""
