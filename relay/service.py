@@ -191,10 +191,10 @@ class Relay:
             self.scheduler.wake()
             self.dispatcher.wake()
             return
-        if "account" in brief:  # an account's guard state moved (a pause, a resume, credits)
+        if brief.get("kind") == "account":  # an account's guard state moved (a pause, a resume, credits)
             self.accounts.changed()
             if brief.get("signal") == AccountSignal.RESUMED.value:
-                self.scheduler.account_resumed(str(brief["account"]))
+                self.scheduler.account_resumed(str(brief["email"]))
             if brief.get("signal") in self._handled_signals():
                 self.dispatcher.wake()
             return

@@ -73,7 +73,14 @@ class NoticesMixin(StoreCore):
 
     async def _account_changed(self, tx: Tx, email: str, signal: AccountSignal | None = None) -> None:
         """Tell the other relays (the one that schedules) that an account's state moved."""
-        await tx.notify({"account": email, "signal": signal.value if signal else None, "origin": self.origin})
+        await tx.notify(
+            {
+                "kind": "account",
+                "email": email,
+                "signal": signal.value if signal else None,
+                "origin": self.origin,
+            }
+        )
 
     # -- reading ------------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Two ``runway-relay serve`` processes on one PostgreSQL database behind a round-robin balancer, one of
-them killed -9 while jobs run.
+them killed -9 while jobs run; and a moderation pause decided on either, told once, resumed through the
+one that does not schedule.
 
 Each relay's ``RELAY_PUBLIC_URL`` is the balancer, so a job's callbacks land on either relay; both share
 one download folder. Upstream is the simulator in a thread of this process (2 accounts × 2 slots), so
@@ -24,6 +25,7 @@ from test_scheduler_support import most_at_once, on_account
 from balancer import Balancer
 from conftest import RelayProcess, relay_env
 from servers import serve_in_thread
+from test_handlers_support import Receiver
 
 ACCOUNTS = {"a@sim.test": 2, "b@sim.test": 2}
 JOBS = 16
@@ -157,3 +159,75 @@ def test_two_relays_share_one_database_and_one_of_them_dies(
         listed = leader.api("GET", "/api/jobs", params={"limit": 100}).json()["jobs"]
         assert set(ids) <= {j["id"] for j in listed}
         assert "database is locked" not in leader.log() + other.log()
+
+
+# -- the moderation guard across relays -----------------------------------------------------------
+
+A, B = "a@sim.test", "b@sim.test"
+
+
+def job(url: str, **body: Any) -> dict[str, Any]:
+    answer = httpx.post(f"{url}/api/jobs", json={"model": "gen4.5", **body}, timeout=10)
+    assert answer.status_code == 201, answer.text
+    return answer.json()
+
+
+def status(url: str, job_id: str) -> dict[str, Any]:
+    return httpx.get(f"{url}/api/jobs/{job_id}", timeout=10).json()
+
+
+def texts(slack: Receiver, words: str) -> list[str]:
+    return [t for t in (json.loads(s.body)["text"] for s in slack.seen) if words in t]
+
+
+@pytest.mark.slow
+def test_a_pause_decided_anywhere_holds_on_the_scheduler_and_is_told_once(
+    tmp_path: Path, pg_url: str, upstream_factory: Any
+) -> None:
+    upstream = upstream_factory(step_seconds=0.05, accounts={A: 2, B: 2})
+    slack = Receiver()
+    with serve_in_thread(slack.app) as slack_url:
+        extra = {
+            "RELAY_MODERATION_PAUSE": "3/1h",
+            "RELAY_SLACK_WEBHOOK_URL": f"{slack_url}/services/T/B/x",
+            "RELAY_SLACK_EVENTS": "account-paused,account-resumed",
+        }
+        upstream.env = lambda _env=upstream.env, **more: _env(**extra, **more)  # type: ignore[method-assign]
+        with balanced(tmp_path, pg_url, upstream) as (relays, public):
+            leader = wait(lambda: next((r for r in relays if scheduling(r)), None), 20, "a relay to schedule")
+            other = next(r for r in relays if r is not leader)
+            moderated = [job(public, text_prompt=f"[moderate] {n}", email=A) for n in range(3)]
+            for m in moderated:
+                wait(lambda m=m: status(public, m["id"])["status"] == "failed", 30, "a moderation failure")
+            paused = wait(
+                lambda: next(
+                    a for a in other.api("GET", "/api/accounts").json()["accounts"] if a["email"] == A
+                ),
+                10,
+                "the accounts list",
+            )
+            assert paused["paused"] and "3 moderation failures" in paused["paused_reason"]
+            pinned = job(other.url, text_prompt="pinned to a", email=A)
+            free = job(other.url, text_prompt="either account")
+            done = wait(
+                lambda: (
+                    status(public, free["id"])
+                    if status(public, free["id"])["status"] == "succeeded"
+                    else None
+                ),
+                30,
+                "the free job",
+            )
+            assert done["account"] == B  # a is idle, but paused: the scheduler knows
+            assert status(public, pinned["id"])["status"] == "queued"  # older than the free job, yet waiting
+            resumed = other.api("POST", f"/api/accounts/{A}/resume")
+            assert resumed.status_code == 200 and resumed.json()["lifted"], resumed.text
+            wait(
+                lambda: status(public, pinned["id"])["status"] == "succeeded",
+                30,
+                "the pinned job after resume",
+            )
+            assert status(public, pinned["id"])["account"] == A
+            wait(lambda: texts(slack, "account resumed"), 20, "Slack told of the resume")
+            wait(lambda: texts(slack, "account paused"), 20, "Slack told of the pause")
+    assert len(texts(slack, "account paused")) == 1 and len(texts(slack, "account resumed")) == 1
