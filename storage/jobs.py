@@ -14,6 +14,7 @@ from ..states import (
     on_resubmit,
 )
 from .base import StoreBase, _on_writer
+from .insights import summary_columns
 from .records import (
     iso_now,
     new_job_id,
@@ -25,9 +26,21 @@ class JobsMixin(StoreBase):
 
     @_on_writer
     def create_job(
-        self, model: str, params: dict[str, Any], handlers: list[str] | None, account: str | None = None
+        self,
+        model: str,
+        params: dict[str, Any],
+        handlers: list[str] | None,
+        account: str | None = None,
+        *,
+        group_id: str | None = None,
+        client_ref: str | None = None,
     ) -> dict[str, Any]:
-        """Store a new ``queued`` job (attempt 1) and return its JSON."""
+        """Store a new ``queued`` job (attempt 1) and return its JSON.
+
+        A ``client_ref`` already stored is the same job: that job is returned and nothing is written.
+        """
+        if client_ref is not None and (known := self._job_by_client_ref(client_ref)) is not None:
+            return self._job_json(known)
         job_id = new_job_id()
         now = iso_now()
         with self.db.atomic():
@@ -45,6 +58,9 @@ class JobsMixin(StoreBase):
                     "updated_at": now,
                     "last_update_at": time.time(),
                     "next_submit_at": 0.0,
+                    **summary_columns(params),
+                    "group_id": group_id,
+                    "client_ref": client_ref,
                 }
             )
             self._new_attempt(job_id, 1)

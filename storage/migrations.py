@@ -5,6 +5,8 @@ Add a change as a new function at the bottom; never edit one that has shipped.
 
 from __future__ import annotations
 
+import json
+
 from sqlite_utils import Database, Migrations
 
 migrations = Migrations("runway_relay")
@@ -149,3 +151,49 @@ def m002_jobs_submitting_index(db: Database) -> None:
 def m003_events_outcome_index(db: Database) -> None:
     """/metrics counts callbacks and upstream exchanges by outcome: let it read an index, not the table."""
     db["events"].create_index(["source", "outcome"], index_name="idx_events_source_outcome")
+
+
+@migrations()
+def m004_console(db: Database) -> None:
+    """What the console lists, searches and groups by, and every finished try of a handler run.
+
+    ``jobs`` gains ``prompt`` (the text prompt, or the shot prompts joined, for search and the list),
+    ``duration`` (seconds of video asked for; the shots' sum with multishot, null when automatic),
+    ``group_id`` (the compare group a job was sent in) and ``client_ref`` (a client's idempotency key,
+    unique: the same key twice is the same job). ``handler_runs`` gains ``replays`` (how often the run
+    was replayed) and ``handler_attempts`` keeps each finished try, so a replay no longer erases history.
+    """
+    from .insights import summary_columns  # here, not at the top: insights imports base, base imports us
+
+    for name, kind in (("prompt", str), ("duration", int), ("group_id", str), ("client_ref", str)):
+        db["jobs"].add_column(name, kind)
+    db["handler_runs"].add_column("replays", int, not_null_default=0)
+    for row in list(db.query("select id, params from jobs")):
+        columns = summary_columns(json.loads(row["params"]))
+        db.execute(
+            "update jobs set prompt = ?, duration = ? where id = ?",
+            [columns["prompt"], columns["duration"], row["id"]],
+        )
+    db["jobs"].create_index(["group_id"], index_name="idx_jobs_group_id")
+    db["jobs"].create_index(["client_ref"], index_name="idx_jobs_client_ref", unique=True)
+    db["jobs"].create_index(["account", "id"], index_name="idx_jobs_account_id")
+    db["jobs"].create_index(["created_at"], index_name="idx_jobs_created_at")
+    db["handler_attempts"].create(
+        {
+            "id": int,
+            "run_id": int,
+            "job_id": str,
+            "handler": str,
+            "round": int,  # 0 for the run's first round of tries, n after its n-th replay
+            "attempt": int,  # 1-based within the round
+            "outcome": str,  # done | failed (a retry follows) | dead
+            "output": str,
+            "error": str,
+            "started_at": str,
+            "finished_at": str,
+        },
+        pk="id",
+        not_null={"run_id", "job_id", "handler", "outcome"},
+        foreign_keys=[("run_id", "handler_runs", "id"), ("job_id", "jobs", "id")],
+    )
+    db["handler_attempts"].create_index(["job_id", "id"], index_name="idx_handler_attempts_job")

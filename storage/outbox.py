@@ -63,7 +63,9 @@ class OutboxMixin(StoreBase):
             changes["output"] = output
         if next_at is not None:
             changes["next_at"] = next_at
-        self.db["handler_runs"].update(run_id, changes)
+        with self.db.atomic():
+            self._record_attempt(run_id, status, output, error)  # the history a replay keeps
+            self.db["handler_runs"].update(run_id, changes)
 
     @_on_writer
     def replay(self, job_id: str, handler: str | None = None) -> list[dict[str, Any]]:
@@ -91,6 +93,7 @@ class OutboxMixin(StoreBase):
                         "next_at": time.time(),
                         "last_error": None,
                         "updated_at": iso_now(),
+                        "replays": (row.get("replays") or 0) + 1,
                     },
                 )
             self._event(job, "api", "replay", "applied", detail=",".join(sorted(r["handler"] for r in rows)))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from .base import Listening, Route, token_hash
 from .catalog import CatalogMixin
+from .insights import InsightsMixin
 from .jobs import JobsMixin
 from .outbox import OutboxMixin
 from .submits import SubmitMixin
 from .updates import UpdatesMixin
 
 
-class SQLiteStore(JobsMixin, SubmitMixin, UpdatesMixin, OutboxMixin, CatalogMixin):
+class SQLiteStore(JobsMixin, SubmitMixin, UpdatesMixin, OutboxMixin, CatalogMixin, InsightsMixin):
     """Jobs, attempts, events, transitions, handler runs and artifacts in one SQLite file."""
 
 
