@@ -14,7 +14,7 @@ from ..settings import Settings, load_settings
 from . import api
 from .auth import ApiKeyMiddleware
 from .callbacks import CallbackEndpoint
-from .dashboard import artifact_file, dashboard, login
+from .dashboard import Static, artifact_file, dashboard, login
 from .errors import EXCEPTION_HANDLERS
 
 
@@ -37,6 +37,7 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
+        Mount("/static", app=Static(), name="static"),
         Route("/files/{job}/{name}", artifact_file, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
     ]

@@ -82,7 +82,13 @@ def timeline(job: Mapping[str, Any], now: datetime | None = None) -> list[dict[s
     """
     now = now or datetime.now(UTC)
     entries: list[dict[str, Any]] = [_phase("queued", job["created_at"], 1)]
+    last = entries[0]
     for _, _, item in _items(job):
+        if item["kind"] == "phase":
+            same = (item["state"], item["attempt"]) == (last["state"], last["attempt"])
+            if same and not item["rest"] and not last["rest"]:
+                continue  # a progress step within the same phase (running 20% → 40%)
+            last = item
         entries.append(item)
     phases = [e for e in entries if e["kind"] == "phase"]
     for here, after in zip(phases, [*phases[1:], None], strict=True):

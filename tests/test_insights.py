@@ -225,3 +225,12 @@ def test_summarize_rates_add_up() -> None:
     assert [d["day"] for d in answer["by_day"]] == ["2026-03-04", "2026-03-05"]
     assert [m["model"] for m in answer["by_model"]] == ["sora-2", "veo-3.1"]
     assert answer["rows"][0]["day"] == "2026-03-05" and answer["accounts"] == [{"email": "a@x.com"}]
+
+
+def test_timeline_merges_progress_steps_of_one_phase() -> None:
+    now = datetime(2026, 3, 5, 10, 0, tzinfo=UTC)
+    job = _phase_job(now)
+    step = {"attempt": 1, "from_status": "running", "to_status": "running", "at": job["transitions"][1]["at"]}
+    job["transitions"].insert(2, {**step, "at": (now + timedelta(seconds=25)).isoformat()})
+    states = [e["state"] for e in timeline(job) if e["kind"] == "phase"]
+    assert states == ["queued", "throttled", "submitted", "running", "succeeded"]

@@ -7,7 +7,8 @@ exact 429 bodies, explore-mode throttling), runs each task through PENDING → [
 :class:`Chaos`) and serves a real MP4/JPEG as artifacts with HTTP Range support.
 
 Prompt markers: ``[reject]`` → 400, ``[nocredits]`` → 402, ``[moderate]`` → FAILED by moderation,
-``[fail]`` → FAILED with a transient error; once per replyRef: ``[error500]`` → 500 and nothing created,
+``[fail]`` → FAILED with a transient error, ``[stall]`` → stays RUNNING until cancelled;
+once per replyRef: ``[error500]`` → 500 and nothing created,
 ``[accept500]`` → the task is created but the create is answered 500, ``[throttle]`` → Runway's 429.
 
 Knobs: ``runway_capacity`` (Runway's own per-account limit, below ``maxJobs``: over it, its 429),

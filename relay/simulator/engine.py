@@ -199,6 +199,7 @@ class Engine:
             "recordingEnabled": True,
         }
         fail_kind = "moderate" if "[moderate]" in prompt else "fail" if "[fail]" in prompt else None
+        fail_kind = "stall" if "[stall]" in prompt else fail_kind  # stays RUNNING until cancelled
         self._seq += 1
         stamp = now_iso()
         task = SimTask(
@@ -245,6 +246,8 @@ class Engine:
             task.eta, task.steps_done = 0, 1
             task._set(RUNNING, 1 / (n + 1), f"Generating ({format_ratio(1 / (n + 1))})")
             return True
+        if task.fail_kind == "stall":
+            return False
         if task.fail_kind == "moderate":
             task.error = dict(MODERATION_ERROR)
             task._set(FAILED, task.progress, None)
