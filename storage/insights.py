@@ -165,10 +165,11 @@ class InsightsMixin(StoreBase):
 
     @_on_writer
     def slots_in_use(self) -> list[dict[str, Any]]:
-        """Each account's slots taken now (running jobs and creates in flight) and its ``maxJobs``."""
+        """Every account (known, or that a job ran on) with its slots taken now (running jobs and
+        creates in flight) and its ``maxJobs`` (``None`` when not known)."""
         taken = self._rows(
-            f"select account, count(*) as n from jobs where (status in ({_marks(_ACTIVE)}) "
-            "or submitting_since is not null) and account is not null group by account",
+            f"select account, sum(case when status in ({_marks(_ACTIVE)}) or submitting_since is not null "
+            "then 1 else 0 end) as n from jobs where account is not null group by account",
             list(_ACTIVE),
         )
         known = self._rows("select email, max_jobs from accounts")

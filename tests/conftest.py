@@ -128,3 +128,29 @@ def relay_factory(tmp_path: Path) -> Iterator[Any]:
 def relay(relay_factory: Any) -> RelayProcess:
     """A relay on its embedded defaults: built-in simulator, SQLite file in a temp dir."""
     return relay_factory()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, one per test session (skips without either)."""
+    from ui import launch
+
+    with launch() as browser:
+        yield browser
+
+
+@pytest.fixture
+def console(chromium: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``console(relay, "phone")``: a page on the relay's dashboard at that width, under the CSP."""
+    from ui import Console
+
+    opened: list[Console] = []
+
+    def make(relay: RelayProcess, width: str = "desktop") -> Console:
+        page = Console(chromium, relay.url, width, tmp_path / "screenshots", request.node.name)
+        opened.append(page)
+        return page
+
+    yield make
+    for page in opened:
+        page.close()

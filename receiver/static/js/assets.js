@@ -92,7 +92,7 @@ export function assetField({name, label, required, kind, hint, state, onChange, 
 
 /** A URL the page may show: a data: URL for images (img-src allows it), a blob: URL for video. */
 function localUrl(file, kind) {
-  if (kind === "video") return Promise.resolve(URL.createObjectURL(file));
+  if (kind === "video") return Promise.resolve(`${URL.createObjectURL(file)}#t=0.5`); // a frame, not black
   return new Promise(resolve => {
     const reader = new FileReader();
     reader.addEventListener("load", () => resolve(String(reader.result)));

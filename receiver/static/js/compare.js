@@ -44,7 +44,7 @@ export class CompareView {
     this.prompt = prompt;
     const boxes = this.app.models.map(rule => {
       const ok = this.usable(rule);
-      const box = h("input", {type: "checkbox", name: "models", value: rule.name, id: `cmp-${rule.name}`, disabled: !ok});
+      const box = h("input", {type: "checkbox", name: "models", value: rule.name, id: `cmp-${rule.name.replace(/\./g, "_")}`, disabled: !ok});
       box.checked = ok && this.picked.has(rule.name);
       box.addEventListener("change", () => {
         if (box.checked) this.picked.add(rule.name);
@@ -93,7 +93,8 @@ export class CompareView {
 
   async submit() {
     this.error.hidden = true;
-    const body = {models: [...this.picked], text_prompt: this.prompt.value};
+    const models = this.app.models.map(m => m.name).filter(name => this.picked.has(name)); // as listed
+    const body = {models, text_prompt: this.prompt.value};
     if (this.duration.value) body.duration = Number(this.duration.value);
     if (this.aspect.value) body.aspect_ratio = this.aspect.value;
     await busy(this.button, async () => {

@@ -180,11 +180,12 @@ export function handlersBusy(job) {
 // -- feedback ------------------------------------------------------------------------------------
 
 /** A short message in the corner; ``link`` is an optional [text, href]. */
-export function toast(message, {error = false, link = null, ms = 5000} = {}) {
+export function toast(message, {error = false, link = null, ms = 4000} = {}) {
   const box = document.getElementById("toasts");
   const el = h("div", {class: error ? "toast error" : "toast", role: error ? "alert" : "status"}, message);
   if (link) el.append(" ", h("a", {href: link[1]}, link[0]));
   box.append(el);
+  while (box.children.length > 3) box.firstElementChild.remove();
   setTimeout(() => el.remove(), ms);
   return el;
 }

@@ -407,7 +407,7 @@ export class SubmitView {
       const job = await api("/api/jobs", {method: "POST", json: this.body()});
       this.clearErrors();
       setText(status, "");
-      toast(`Queued on ${this.rule.label}.`, {link: ["Open", `#job=${encodeURIComponent(job.id)}`]});
+      toast(`Queued on ${this.rule.label}.`);
       this.app.go(`#job=${encodeURIComponent(job.id)}`);
     } catch (error) {
       setText(status, "");

@@ -102,6 +102,7 @@ export class JobView {
   }
 
   refresh() {
+    if (!this.id) return Promise.resolve();
     if (this.inflight) {
       this.dirty = true;
       return this.inflight;
@@ -121,6 +122,7 @@ export class JobView {
   }
 
   failed(error) {
+    if (error.status === 401) return null;
     if (this.job) return toast(`Could not refresh the job: ${error.message}`, {error: true});
     fill(this.root, h("a", {class: "back", href: "#jobs"}, "← All jobs"),
       h("div", {class: "empty"}, h("h2", {}, error.status === 404 ? "No such job" : "Could not load the job"),

@@ -113,7 +113,10 @@ async function boot() {
     const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement?.tagName || "");
     if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey) {
       event.preventDefault();
-      app.go("#jobs");
+      if (document.getElementById("view-jobs").hidden) {
+        history.pushState(null, "", "#jobs");
+        route();
+      }
       document.getElementById("q").focus();
     }
   });
