@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from .. import rules
 from ..errors import BadRequest, ValidationError
 from ..groups import submit_group
+from ..live import END
 from ..service import Relay
 from ..states import TERMINAL, Status
 from ..timeline import timeline
@@ -190,14 +191,20 @@ async def _stream(request: Request, job_id: str | None) -> AsyncIterator[str]:
         if job_id is None:
             while True:
                 try:
-                    yield _sse(await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE))
+                    job = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
+                    continue
+                if job is END:  # the relay is stopping; the browser reconnects to the next one
+                    return
+                yield _sse(job)
         async for text in _job_stream(relay, job_id, queue):
             yield text
 
 
-async def _job_stream(relay: Relay, job_id: str, queue: asyncio.Queue[dict[str, Any]]) -> AsyncIterator[str]:
+async def _job_stream(
+    relay: Relay, job_id: str, queue: asyncio.Queue[dict[str, Any] | None]
+) -> AsyncIterator[str]:
     """One job's updates until it has ended and its handlers have settled.
 
     Handler runs finish without a job transition, so once the job has ended its state is read again
@@ -213,6 +220,9 @@ async def _job_stream(relay: Relay, job_id: str, queue: asyncio.Queue[dict[str, 
             update = await asyncio.wait_for(queue.get(), timeout=wait)
         except TimeoutError:
             update = None
+        else:
+            if update is END:
+                return
         if update is None and job["status"] in TERMINAL:
             update, poll = await relay.store.get_job(job_id), min(2.0, poll * 1.5)
         if update is not None and update["id"] == job_id and update != job:
