@@ -14,7 +14,7 @@ from ..settings import Settings, load_settings
 from . import api
 from .auth import ApiKeyMiddleware
 from .callbacks import CallbackEndpoint
-from .dashboard import Static, artifact_file, dashboard, login
+from .dashboard import Static, artifact_file, dashboard, login, sample
 from .errors import EXCEPTION_HANDLERS
 
 
@@ -42,6 +42,7 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/login", login, methods=["GET", "POST"]),
     ]
     if relay.settings.simulated:
+        routes.append(Route("/samples/{name}", sample, methods=["GET"]))
         routes.append(Mount("", app=relay.simulator_app()))
     return routes
 

@@ -59,8 +59,18 @@ class Static:
 async def dashboard(request: Request) -> Response:
     """The dashboard page; it reads everything else from the JSON API and the event stream."""
     settings = request.app.state.relay.settings
-    context = {"auth": settings.api_key is not None, "version": _VERSION}
+    context = {"auth": settings.api_key is not None, "simulated": settings.simulated, "version": _VERSION}
     return _templates.TemplateResponse(request, "dashboard.html", context)
+
+
+async def sample(request: Request) -> Response:
+    """``GET /samples/image.jpg|video.mp4`` (simulator only): media to try uploads with."""
+    from ..simulator import PREVIEW_JPG, SAMPLE_MP4
+
+    path = {"image.jpg": PREVIEW_JPG, "video.mp4": SAMPLE_MP4}.get(request.path_params["name"])
+    if path is None:
+        raise NotFound("the samples are image.jpg and video.mp4")
+    return FileResponse(path)
 
 
 async def artifact_file(request: Request) -> Response:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import RelayProcess
-from ui import IMAGE, VIDEO, Console
+from ui import IMAGE, Console
 
 WIDTHS = pytest.mark.parametrize("width", ["desktop", "phone"])
 DONE = ("succeeded", "failed", "cancelled", "rejected")
@@ -51,7 +51,8 @@ def fill_model(page: Any, model: str) -> None:
         assert page.is_visible("#no-prompt") and page.is_visible("#duration-auto")
         assert "required" in label_of(page, "imageAssetId1") and "required" in label_of(page, "videoAssetId")
         upload(page, "imageAssetId1", IMAGE)
-        upload(page, "videoAssetId", VIDEO)
+        page.click("#videoAssetId-sample")  # the simulator's sample video, for users with none at hand
+        page.wait_for_function("() => document.getElementById('videoAssetId').value.includes('-asset:')")
         return
     required = model in ("gen4", "gen4-turbo", "kling-2.6-pro", "kling-2.6-i2v", "wan-2.6-flash")
     assert ("required" in label_of(page, "text_prompt")) == required

@@ -52,9 +52,7 @@ export function assetField({name, label, required, kind, hint, state, onChange, 
     onChange();
     file.focus();
   });
-  file.addEventListener("change", async () => {
-    const chosen = file.files && file.files[0];
-    if (!chosen) return;
+  async function send(chosen) {
     error.hidden = true;
     file.removeAttribute("aria-invalid");
     setText(status, `Uploading ${chosen.name}…`);
@@ -77,13 +75,25 @@ export function assetField({name, label, required, kind, hint, state, onChange, 
       setText(error, `Upload failed: ${failure.message}`);
       file.setAttribute("aria-invalid", "true");
     }
-  });
+  }
+
+  file.addEventListener("change", () => file.files && file.files[0] && send(file.files[0]));
+  // With the built-in simulator, a sample to upload: trying every model needs no files at hand.
+  let sampleButton = null;
+  if (document.body.dataset.simulated) {
+    const sample = kind === "video" ? "video.mp4" : "image.jpg";
+    sampleButton = h("button", {type: "button", class: "btn small", id: `${name}-sample`}, `Use a sample ${kind}`);
+    sampleButton.addEventListener("click", async () => {
+      const blob = await (await fetch(`/samples/${sample}`)).blob();
+      await send(new File([blob], `sample-${sample}`, {type: blob.type}));
+    });
+  }
   show();
   const marker = required ? h("span", {class: "req"}, "required") : h("span", {class: "opt"}, "optional");
   return h("div", {class: "field", dataset: {field: name}},
     h("label", {for: fileId}, label, marker),
     h("div", {class: "asset"},
-      h("div", {class: "asset-row"}, file),
+      h("div", {class: "asset-row"}, file, sampleButton),
       preview,
       status,
       h("details", {}, h("summary", {}, "or use an asset id you already have"), text)),
