@@ -130,9 +130,13 @@ def relay(relay_factory: Any) -> RelayProcess:
     return relay_factory()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright, one per test session (skips without either)."""
+    """Debian's Chromium driven by Playwright, one per test module (skips without either).
+
+    Not one per session: Playwright's sync API holds an event loop on the main thread while it runs,
+    and the asyncio tests of later modules need that thread's loop free.
+    """
     from ui import launch
 
     with launch() as browser:

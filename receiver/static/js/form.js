@@ -112,7 +112,6 @@ export class SubmitView {
       count();
       const required = rule.text_prompt === "required";
       const box = field("text_prompt", "Prompt", area, {required});
-      box.querySelector("label").htmlFor = "prompt";
       box.insertBefore(counter, box.querySelector(".field-error"));
       prompt.push(box);
     }

@@ -144,6 +144,7 @@ export class JobsView {
     setText($("#page-label"), count || this.page ? `Page ${this.page + 1}` : "");
     $("#page-newer").disabled = this.page === 0;
     $("#page-older").disabled = !this.next;
+    $("#page-older").parentElement.hidden = count === 0 && this.page === 0;
     $("#jobs-table").hidden = count === 0;
     const empty = $("#jobs-empty");
     empty.hidden = count !== 0;

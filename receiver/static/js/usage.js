@@ -33,7 +33,8 @@ function dayChart(days, width) {
   const y = v => top + plotH - (v / max) * plotH;
   const svg = s("svg", {viewBox: `0 0 ${width} ${height}`, width, height, role: "img", "aria-labelledby": "chart-days-title"},
     s("title", {id: "chart-days-title"}, "Jobs per day by outcome"));
-  for (const tick of new Set([0, Math.round(max / 2), max])) {
+  const ticks = max <= 5 ? Array.from({length: max + 1}, (_, i) => i) : [0, max / 2, max];
+  for (const tick of ticks) {
     svg.append(s("line", {class: "grid", x1: left, x2: width - 8, y1: y(tick), y2: y(tick)}),
       s("text", {x: left - 6, y: y(tick) + 4, "text-anchor": "end"}, String(Math.round(tick))));
   }
