@@ -125,10 +125,10 @@ def test_filters_search_and_paging_on_250_jobs(
     # Live: a new job appears on top without a reload, and its row is patched in place.
     page.evaluate("() => document.querySelector('#jobs tr').dataset.mark = 'old-top'")
     job = relay.api("POST", "/api/jobs", json={"model": "gen4.5", "text_prompt": "a live one"}).json()
-    page.wait_for_function(f"() => document.querySelector('#jobs tr').dataset.id === {job['id']!r}")
+    page.wait_for_function(f"() => document.querySelector('#jobs tr')?.dataset.id === {job['id']!r}")
     page.evaluate("() => document.querySelector('#jobs tr').dataset.mark = 'new-top'")
     relay.wait_for(job["id"], settled)
-    page.wait_for_function("() => document.querySelector('#jobs tr .pill').textContent === 'Succeeded'")
+    page.wait_for_function("() => document.querySelector('#jobs tr .pill')?.textContent === 'Succeeded'")
     assert page.get_attribute("#jobs tr:first-child", "data-mark") == "new-top"  # patched, not rebuilt
     assert page.get_attribute("#jobs tr:nth-child(2)", "data-mark") == "old-top" and len(rows(page)) == 50
 

@@ -155,7 +155,7 @@ def test_keyboard_reaches_a_job(relay: RelayProcess, console: Any, width: str) -
     outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none"
     page.keyboard.press("Enter")
-    page.wait_for_function("() => document.getElementById('job-prompt').textContent === 'by keyboard'")
+    page.wait_for_function("() => document.getElementById('job-prompt')?.textContent === 'by keyboard'")
     page.keyboard.press("/")
     assert page.evaluate("() => document.activeElement.id") == "q"
 
