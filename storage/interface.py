@@ -46,7 +46,14 @@ class Store(JobView, Protocol):
 
     # jobs
     async def create_job(
-        self, model: str, params: dict[str, Any], handlers: list[str] | None, account: str | None = None
+        self,
+        model: str,
+        params: dict[str, Any],
+        handlers: list[str] | None,
+        account: str | None = None,
+        *,
+        group_id: str | None = None,
+        client_ref: str | None = None,
     ) -> Moved: ...
 
     async def job_json(self, row: dict[str, Any]) -> dict[str, Any]: ...
@@ -144,6 +151,28 @@ class Store(JobView, Protocol):
     async def asset_account(self, asset_id: str) -> str | None: ...
 
     async def job_counts(self) -> dict[str, int]: ...
+
+    # the console's reads
+    async def find_jobs(
+        self,
+        *,
+        status: str | None = None,
+        model: str | None = None,
+        account: str | None = None,
+        q: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    async def group_jobs(self, group_id: str) -> list[dict[str, Any]]: ...
+
+    async def job_by_client_ref(self, client_ref: str) -> dict[str, Any] | None: ...
+
+    async def handler_history(self, job_id: str) -> list[dict[str, Any]]: ...
+
+    async def usage_facts(self, since: str) -> dict[str, list[dict[str, Any]]]: ...
+
+    async def slots_in_use(self) -> list[dict[str, Any]]: ...
 
     # leases
     async def lead(self, name: str, holder: str, seconds: float) -> bool: ...

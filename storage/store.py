@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .catalog import CatalogMixin
+from .insights import InsightsMixin
 from .jobs import JobsMixin
 from .leases import LeasesMixin
 from .migrations import migrate
@@ -20,7 +21,7 @@ log = logging.getLogger("runway_relay.storage")
 Foreign = Callable[[dict[str, Any] | None], None]
 
 
-class SqlStore(JobsMixin, SubmitMixin, UpdatesMixin, OutboxMixin, CatalogMixin, LeasesMixin):
+class SqlStore(JobsMixin, SubmitMixin, UpdatesMixin, OutboxMixin, CatalogMixin, LeasesMixin, InsightsMixin):
     """Jobs, attempts, events, transitions, handler runs, artifacts, accounts and leases.
 
     One implementation for both databases: the methods are units of work run by the connector.
