@@ -79,7 +79,7 @@ class InsightsMixin(StoreCore):
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first, filtered; ``q`` finds a word of the prompt (any case) or an id's beginning.
 
-        Paging as :meth:`list_jobs`: the cursor is the last id of the previous page.
+        Keyset paging: the cursor is the last id of the previous page (``id`` sorts by creation).
         """
         where, args = [], []
         for column, value in (("status", status), ("model", model), ("account", account)):

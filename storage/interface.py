@@ -60,10 +60,6 @@ class Store(JobView, Protocol):
 
     async def job_row(self, job_id: str) -> dict[str, Any]: ...
 
-    async def list_jobs(
-        self, status: str | None = None, model: str | None = None, limit: int = 50, cursor: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]: ...
-
     async def cancel(self, job_id: str) -> Moved: ...
 
     async def record_upstream_note(

@@ -103,30 +103,6 @@ class JobsMixin(StoreCore):
         """The raw stored row (internal fields included) for the scheduler and handlers."""
         return await self._job_row(tx, job_id)
 
-    @reads
-    async def list_jobs(
-        self,
-        tx: Tx,
-        status: str | None = None,
-        model: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first, ``limit`` at a time; the cursor is the last id of the previous page."""
-        where, args = [], []
-        for column, value in (("status", status), ("model", model)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if cursor:
-            where.append("id < ?")
-            args.append(cursor)
-        sql = "select * from jobs" + (" where " + " and ".join(where) if where else "")
-        rows = await tx.rows(sql + " order by id desc limit ?", [*args, limit + 1])
-        page = rows[:limit]
-        next_cursor = page[-1]["id"] if len(rows) > limit else None
-        return await self._jobs_json(tx, page), next_cursor
-
     # -- relay's own moves ----------------------------------------------------------------------
 
     @writes
