@@ -103,6 +103,12 @@ class Relay:
         loops = {"dispatcher": self.dispatcher.run, "leadership": self.leadership.run}
         for name, run in loops.items():
             self._tasks.append(asyncio.create_task(guard(name, run), name=f"relay-{name}"))
+        if settings.simulated and self.store.shared:
+            log.warning(
+                "the built-in simulator lives in this process only: with several relays on one "
+                "database, run `runway-relay simulate --token T` once and set USEAPI_TOKEN=T and "
+                "USEAPI_BASE_URL on every relay"
+            )
         log.info(
             "relay started id=%s upstream=%s handlers=%s db=%s",
             self.id,
