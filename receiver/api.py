@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,11 +13,19 @@ from starlette.responses import JSONResponse, Response
 
 from .. import rules
 from ..errors import ValidationError
+from ..groups import submit_group
+from ..live import END
 from ..service import Relay
 from ..states import TERMINAL, Status
+from ..timeline import timeline
+from ..usage import MAX_DAYS, summarize, window
 from .auth import authenticated
 from .bodies import read_json
 from .openapi import document
+
+MAX_CLIENT_REF = 200
+MAX_QUERY = 200
+KEEP_ALIVE = 15.0
 
 
 def _relay(request: Request) -> Relay:
@@ -31,30 +40,94 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
+def _client_ref(body: Any) -> str | None:
+    """Take the optional idempotency key out of a create body."""
+    if not isinstance(body, dict) or "client_ref" not in body:
+        return None
+    ref = body.pop("client_ref")
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or not 1 <= len(ref) <= MAX_CLIENT_REF or not ref.isprintable():
+        message = f"client_ref must be printable text of 1 to {MAX_CLIENT_REF} characters"
+        raise ValidationError(message, "client_ref")
+    return ref
+
+
 async def create_job(request: Request) -> JSONResponse:
-    """``POST /api/jobs``: validate, store ``queued``, answer 201 with the job."""
-    job = await _relay(request).submit(await read_json(request))
+    """``POST /api/jobs[?dry_run=1]``: validate, store ``queued``, answer 201 with the job.
+
+    With ``client_ref`` (an idempotency key) already stored, the answer is that job with 200, and
+    nothing new is stored. ``dry_run=1`` only validates: 200 with the normalized fields.
+    """
+    relay = _relay(request)
+    body = await read_json(request)
+    ref = _client_ref(body)
+    if request.query_params.get("dry_run") in ("1", "true"):
+        params, _ = relay.check(body)
+        return JSONResponse({"ok": True, "params": params})
+    if ref is not None and (known := await relay.store.job_by_client_ref(ref)) is not None:
+        return JSONResponse(known, status_code=200)
+    job = await relay.submit(body, client_ref=ref)
     return JSONResponse(job, status_code=201)
 
 
 async def list_jobs(request: Request) -> JSONResponse:
-    """``GET /api/jobs?status=&model=&limit=&cursor=``: newest first."""
+    """``GET /api/jobs?status=&model=&account=&q=&limit=&cursor=``: newest first.
+
+    ``q`` finds jobs by a word of their prompt (any case) or the beginning of their id.
+    """
     query = request.query_params
     status = query.get("status")
     if status and status not in {s.value for s in Status}:
         raise ValidationError(
             f"unknown status {status!r}; use one of {', '.join(s.value for s in Status)}", "status"
         )
-    jobs, cursor = await _relay(request).store.list_jobs(
-        status=status, model=query.get("model"), limit=_limit(query.get("limit")), cursor=query.get("cursor")
+    q = query.get("q")
+    if q is not None and len(q) > MAX_QUERY:
+        raise ValidationError(f"q is {len(q)} characters; search with at most {MAX_QUERY}", "q")
+    jobs, cursor = await _relay(request).store.find_jobs(
+        status=status,
+        model=query.get("model"),
+        account=query.get("account"),
+        q=q,
+        limit=_limit(query.get("limit")),
+        cursor=query.get("cursor"),
     )
     return JSONResponse({"jobs": jobs, "next_cursor": cursor})
 
 
 async def get_job(request: Request) -> JSONResponse:
-    """``GET /api/jobs/{id}``: the job with its events, transitions and handler runs."""
-    job = await _relay(request).store.get_job(request.path_params["id"], events=True)
+    """``GET /api/jobs/{id}``: the job with its events, transitions, handler runs, the history of
+    every handler try (``handler_attempts``) and its ``timeline`` (phases with time spent in each)."""
+    store = _relay(request).store
+    job = await store.get_job(request.path_params["id"], events=True)
+    job["handler_attempts"] = await store.handler_history(job["id"])
+    job["timeline"] = timeline(job)
     return JSONResponse(job)
+
+
+async def create_group(request: Request) -> JSONResponse:
+    """``POST /api/groups``: one request sent to several models (``models: [...]``) as a group."""
+    answer = await submit_group(_relay(request), await read_json(request))
+    return JSONResponse(answer, status_code=201)
+
+
+async def get_group(request: Request) -> JSONResponse:
+    """``GET /api/groups/{id}``: the group's jobs, in the order they were sent."""
+    group_id = request.path_params["id"]
+    return JSONResponse({"group_id": group_id, "jobs": await _relay(request).store.group_jobs(group_id)})
+
+
+async def usage(request: Request) -> JSONResponse:
+    """``GET /api/usage?days=7``: per model, account and day; slots in use now."""
+    raw = request.query_params.get("days", "7")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+        raise ValidationError(f"days must be a whole number from 1 to {MAX_DAYS}", "days")
+    days = int(raw)
+    store = _relay(request).store
+    start, _ = window(days)
+    facts = await store.usage_facts(start.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+    return JSONResponse(summarize(facts, days, await store.slots_in_use()))
 
 
 async def cancel_job(request: Request) -> JSONResponse:
@@ -115,24 +188,58 @@ def _sse(data: dict[str, Any], event: str = "job") -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
+def _settled(job: dict[str, Any]) -> bool:
+    """Ended, and no handler run of it still to run (the download has arrived, or given up)."""
+    busy = any(run["status"] in ("pending", "running") for run in job["handlers"])
+    return job["status"] in TERMINAL and not busy
+
+
 async def _stream(request: Request, job_id: str | None) -> AsyncIterator[str]:
     relay = _relay(request)
     async with relay.live.listen() as queue:
-        if job_id is not None:
-            job = await relay.store.get_job(job_id)
-            yield _sse(job)
-            if job["status"] in TERMINAL:
-                return
-        while True:
-            try:
-                job = await asyncio.wait_for(queue.get(), timeout=15)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
-            if job_id is None or job["id"] == job_id:
-                yield _sse(job)
-                if job_id is not None and job["status"] in TERMINAL:
+        if job_id is None:
+            while True:
+                try:
+                    job = await asyncio.wait_for(queue.get(), timeout=KEEP_ALIVE)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if job is END:  # the relay is stopping; the browser reconnects to the next one
                     return
+                yield _sse(job)
+        async for text in _job_stream(relay, job_id, queue):
+            yield text
+
+
+async def _job_stream(
+    relay: Relay, job_id: str, queue: asyncio.Queue[dict[str, Any] | None]
+) -> AsyncIterator[str]:
+    """One job's updates until it has ended and its handlers have settled.
+
+    Handler runs finish without a job transition, so once the job has ended its state is read again
+    every ``poll`` seconds (growing to 2 s) until the runs settle; a resubmit that queues the job
+    again is followed like any other update.
+    """
+    job = await relay.store.get_job(job_id)
+    yield _sse(job)
+    poll, quiet_since = 0.1, time.monotonic()
+    while not _settled(job):
+        wait = poll if job["status"] in TERMINAL else KEEP_ALIVE
+        try:
+            update = await asyncio.wait_for(queue.get(), timeout=wait)
+        except TimeoutError:
+            update = None
+        else:
+            if update is END:
+                return
+        if update is None and job["status"] in TERMINAL:
+            update, poll = await relay.store.get_job(job_id), min(2.0, poll * 1.5)
+        if update is not None and update["id"] == job_id and update != job:
+            job, quiet_since = update, time.monotonic()
+            yield _sse(job)
+        elif time.monotonic() - quiet_since >= KEEP_ALIVE:
+            quiet_since = time.monotonic()
+            yield ": keep-alive\n\n"
 
 
 async def job_events(request: Request) -> Response:

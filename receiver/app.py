@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from .. import logs
 from ..service import Relay
@@ -16,7 +15,7 @@ from ..settings import Settings, load_settings
 from . import api, login, uploads
 from .auth import ApiKeyMiddleware
 from .callbacks import CallbackEndpoint
-from .dashboard import artifact_file, dashboard
+from .dashboard import Static, artifact_file, dashboard, sample
 from .errors import EXCEPTION_HANDLERS
 from .headers import SecurityHeadersMiddleware
 from .hosts import TrustedHosts, allowed_hosts
@@ -40,16 +39,20 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/api/models", api.models, methods=["GET"]),
         Route("/api/accounts", api.list_accounts, methods=["GET"]),
         Route("/api/accounts/{email}/resume", api.resume_account, methods=["POST"]),
+        Route("/api/groups", api.create_group, methods=["POST"]),
+        Route("/api/groups/{id}", api.get_group, methods=["GET"]),
+        Route("/api/usage", api.usage, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),
+        Mount("/static", app=Static(), name="static"),
         Route("/files/{job}/{name}", artifact_file, methods=["GET"]),
         Route("/login", login.login, methods=["GET", "POST"]),
         Route("/logout", login.logout, methods=["POST"]),
-        Mount("/static", app=StaticFiles(packages=[("runway_relay.receiver", "static")]), name="static"),
     ]
     if relay.settings.simulated:
+        routes.append(Route("/samples/{name}", sample, methods=["GET"]))
         routes.append(Mount("", app=relay.simulator_app()))
     return routes
 

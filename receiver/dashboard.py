@@ -1,23 +1,75 @@
-"""``GET /``: a one-page dashboard (job list with live progress, submit form, player, replay),
-and ``GET /files/{job}/{name}`` to play downloaded videos."""
+"""``GET /``: the operations console (jobs, job pages, submit form, compare, usage), its static files
+under ``/static``, and ``GET /files/{job}/{name}`` to play downloaded videos.
+
+The page is a Jinja2 template with no inline script, style or event handler (a strict CSP holds); the
+JavaScript modules and the stylesheet are plain files in ``static/``, no build step.
+"""
 
 from __future__ import annotations
 
-from importlib.resources import files
+import hashlib
 from pathlib import Path
 
+import jinja2
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import FileResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import Message, Receive, Scope, Send
 
 from ..errors import NotFound
 from ..media import media_type
 
-_PAGE = files(__package__).joinpath("dashboard.html").read_text(encoding="utf-8")
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+_templates = Jinja2Templates(
+    env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
+)
+
+
+def _static_version() -> str:
+    """A digest of every static file: a new release changes the URLs, so no stale script runs."""
+    digest = hashlib.sha256()
+    for path in sorted(STATIC_DIR.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(STATIC_DIR).as_posix().encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+_VERSION = _static_version()
+
+
+class Static:
+    """``StaticFiles`` for ``/static``, answered with ``Cache-Control: no-cache`` (revalidated by ETag):
+    the modules a page imports carry no version in their URL."""
+
+    def __init__(self) -> None:
+        self.files = StaticFiles(directory=STATIC_DIR)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_cached(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"cache-control", b"no-cache"))
+            await send(message)
+
+        await self.files(scope, receive, send_cached)
 
 
 async def dashboard(request: Request) -> Response:
     """The dashboard page; it reads everything else from the JSON API and the event stream."""
-    return HTMLResponse(_PAGE)
+    settings = request.app.state.relay.settings
+    context = {"auth": settings.api_key is not None, "simulated": settings.simulated, "version": _VERSION}
+    return _templates.TemplateResponse(request, "dashboard.html", context)
+
+
+async def sample(request: Request) -> Response:
+    """``GET /samples/image.jpg|video.mp4`` (simulator only): media to try uploads with."""
+    from ..simulator import PREVIEW_JPG, SAMPLE_MP4
+
+    path = {"image.jpg": PREVIEW_JPG, "video.mp4": SAMPLE_MP4}.get(request.path_params["name"])
+    if path is None:
+        raise NotFound("the samples are image.jpg and video.mp4")
+    return FileResponse(path)
 
 
 # A downloaded file is never a page: no script, no plugins, no forms, an origin of its own.

@@ -3,7 +3,7 @@
 Kept by hand, next to the routes it describes; ``tests/test_openapi.py`` fails when a route of the app
 is missing here (or described but gone), and a schemathesis run checks the answers against it.
 The built-in simulator (mounted only without ``USEAPI_TOKEN``) is useapi.net's API, not the relay's,
-and is left out.
+and is left out, with the sample media served beside it (``/samples/…``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ..states import Status
+from .openapi_console import console_paths
 from .openapi_schemas import Schema, component_schemas, nullable, ref
 
 JSON = "application/json"
@@ -68,8 +69,28 @@ def _job_paths() -> dict[str, Schema]:
             "post": {
                 "summary": "Submit a job (validated against the model rules, stored queued).",
                 "requestBody": {"required": True, "content": {JSON: {"schema": ref("JobRequest")}}},
+                "parameters": [
+                    {
+                        "name": "dry_run",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["1", "true"]},
+                        "description": "Only validate: 200 with the normalized fields, nothing stored.",
+                    }
+                ],
                 "responses": _answers(
-                    {201: _json(ref("Job"), "Stored, queued.")}, 400, 401, 413, 415, 422, 503
+                    {
+                        201: _json(ref("Job"), "Stored, queued."),
+                        200: _json(
+                            {"oneOf": [ref("Job"), {"type": "object", "required": ["ok", "params"]}]},
+                            "The job already stored with this `client_ref`, or a dry run's answer.",
+                        ),
+                    },
+                    400,
+                    401,
+                    413,
+                    415,
+                    422,
+                    503,
                 ),
             },
             "get": {
@@ -81,6 +102,13 @@ def _job_paths() -> dict[str, Schema]:
                         "schema": {"type": "string", "enum": [s.value for s in Status]},
                     },
                     {"name": "model", "in": "query", "schema": {"type": "string"}},
+                    {"name": "account", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "schema": {"type": "string", "maxLength": 200},
+                        "description": "A word of the prompt (any case) or the beginning of a job id.",
+                    },
                     {
                         "name": "limit",
                         "in": "query",
@@ -344,6 +372,9 @@ _OPERATION_IDS = {
     ("/login", "get"): "loginForm",
     ("/login", "post"): "login",
     ("/logout", "post"): "logout",
+    ("/api/groups", "post"): "createGroup",
+    ("/api/groups/{id}", "get"): "getGroup",
+    ("/api/usage", "get"): "usage",
 }
 # What a created job's id leads to (clients and schemathesis' stateful phase follow these).
 _JOB_LINKS = {
@@ -353,7 +384,7 @@ _JOB_LINKS = {
 
 
 def _paths() -> dict[str, Any]:
-    paths = {**_job_paths(), **_other_paths()}
+    paths = {**_job_paths(), **_other_paths(), **console_paths()}
     for (path, method), operation_id in _OPERATION_IDS.items():
         paths[path][method]["operationId"] = operation_id
     paths["/api/jobs"]["post"]["responses"]["201"]["links"] = _JOB_LINKS

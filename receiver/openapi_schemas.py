@@ -42,6 +42,8 @@ def _job_schemas() -> dict[str, Schema]:
             "status": {"type": "string", "description": "pending, running, done or dead."},
             "attempts": {"type": "integer"},
             "last_error": nullable("string"),
+            "output": nullable("string", description="What the handler said it did."),
+            "replays": {"type": "integer", "description": "How often the run was replayed."},
             "updated_at": nullable("string"),
         },
     }
@@ -64,6 +66,9 @@ def _job_schemas() -> dict[str, Schema]:
             "handlers": {"type": "array", "items": handler_run},
             "created_at": {"type": "string"},
             "updated_at": {"type": "string"},
+            "prompt": nullable("string", description="The text prompt (multishot: the shots' prompts)."),
+            "group_id": nullable("string", description="The compare group it was sent in."),
+            "client_ref": nullable("string", description="The client's idempotency key."),
         },
     }
     history = {"type": "array", "items": {"type": "object"}}
@@ -75,6 +80,8 @@ def _job_schemas() -> dict[str, Schema]:
                 "properties": {
                     "events": {**history, "description": "Callbacks, polls and upstream exchanges."},
                     "transitions": {**history, "description": "Every status move, with its signal."},
+                    "timeline": {**history, "description": "Phases with the time spent in each."},
+                    "handler_attempts": {**history, "description": "Every finished try of each handler."},
                 },
             },
         ]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
-from . import affinity, rules
+from . import affinity, rules, views
 from .client import EXIT_FAILED, EXIT_USAGE, Client, fail
 from .settings import Settings, SettingsError, load_settings
 
@@ -74,7 +76,7 @@ def serve(host: str, port: int, access_log: bool) -> None:
     if cpu is not None:
         log = logging.getLogger("runway_relay")
         log.info("running on CPU %d (RELAY_CPU=off lets the OS move the relay's threads)", cpu)
-    serving.run(app, settings, access_log=access_log)
+    serving.run(app, settings, access_log=access_log, on_exit=app.state.relay.live.close_soon)
 
 
 @main.command()
@@ -204,9 +206,10 @@ def _print_job(job: dict[str, Any], as_json: bool) -> None:
             + (f"  sha256={artifact['sha256']}" if artifact.get("sha256") else "")
         )
     for run in job.get("handlers", []):
+        message = run.get("output") if run["status"] == "done" else run.get("last_error")
         click.echo(
             f"  handler {run['name']}: {run['status']} ({run['attempts']} attempt(s))"
-            + (f" — {run['last_error']}" if run.get("last_error") else "")
+            + (f" — {message}" if message else "")
         )
 
 
@@ -239,11 +242,19 @@ def submit(
     as_json: bool,
     **options: Any,
 ) -> None:
-    """Submit one job. With --wait, exit 0 if it succeeded and 1 if not."""
+    """Submit one job. With --wait, exit 0 if it succeeded and 1 if not.
+
+    Several models (``--model veo-3.1,kling-3.0-pro,sora-2``) send the same request to each as a
+    compare group: every model is checked first, and nothing is sent if one breaks a rule.
+    """
     body = {"model": model, **_body(options, extra)}
     if handlers:
         body["handlers"] = list(handlers)
     client = Client(server, api_key)
+    models = [m.strip() for m in model.split(",") if m.strip()]
+    if len(models) > 1:
+        _submit_group(client, {**body, "model": None, "models": models}, wait, as_json)
+        return
     job = client.call("POST", "/api/jobs", json=body)
     if not as_json:
         click.echo(f"queued {job['id']}", err=True)
@@ -254,28 +265,69 @@ def submit(
         sys.exit(EXIT_FAILED)
 
 
+def _submit_group(client: Client, body: dict[str, Any], wait: bool, as_json: bool) -> None:
+    body.pop("model")
+    group = client.call("POST", "/api/groups", json=body)
+    if not as_json:
+        click.echo(f"queued group {group['group_id']} ({len(group['jobs'])} models)", err=True)
+    jobs = [client.wait(job["id"]) for job in group["jobs"]] if wait else group["jobs"]
+    if as_json:
+        click.echo(json.dumps({"group_id": group["group_id"], "jobs": jobs}, indent=2))
+    else:
+        for job in jobs:
+            _print_job(job, False)
+    if wait and any(job["status"] != "succeeded" for job in jobs):
+        sys.exit(EXIT_FAILED)
+
+
 @main.command()
 @SERVER
 @API_KEY
-@click.argument("file", type=click.File("r"))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--wait", is_flag=True, help="wait for every job to end")
-def batch(server: str, api_key: str | None, file: Any, wait: bool) -> None:
-    """Submit one job per line of a JSONL file (each line: the videos/create fields)."""
+@click.option("--again", is_flag=True, help="forget FILE.sent and send every line again (new refs)")
+def batch(server: str, api_key: str | None, file: Path, wait: bool, again: bool) -> None:
+    """Submit one job per line of a JSONL file (each line: the videos/create fields).
+
+    The whole file is checked first (JSON, the model rules, then a dry run on the relay): every bad
+    line is reported by its number and nothing is sent. Each line sent is recorded in FILE.sent, so a
+    rerun after an interruption sends only the lines not sent yet. Prints each job id as it is queued.
+    """
+    from . import batch as batches
+
+    lines, problems = batches.read(file)
+    for line in lines:
+        problems += batches.check(line)
+    for problem in problems:  # shown before the relay is asked (it may be down)
+        click.echo(problem, err=True)
+    state = batches.State.load(file)
+    if again:
+        state.forget()
+        lines = [batches.Line(ln.number, ln.body, f"{ln.client_ref}-{time.time_ns()}") for ln in lines]
     client = Client(server, api_key)
-    bodies = []
-    for number, line in enumerate(file, 1):
-        if not line.strip():
-            continue
-        try:
-            body = json.loads(line)
-        except ValueError:
-            fail(f"line {number}: not valid JSON", EXIT_USAGE)
-        if not isinstance(body, dict):
-            fail(f"line {number}: each line must be a JSON object", EXIT_USAGE)
-        bodies.append(body)
-    ids = [client.call("POST", "/api/jobs", json=body)["id"] for body in bodies]
-    for job_id in ids:
-        click.echo(job_id)
+    todo = [line for line in lines if line.client_ref not in state.sent]
+    flagged = {problem.split(":", 1)[0] for problem in problems}
+    for problem in batches.dry_run(client, [ln for ln in todo if f"line {ln.number}" not in flagged]):
+        click.echo(problem, err=True)
+        problems.append(problem)
+    if problems:
+        bad = len({problem.split(":", 1)[0] for problem in problems})
+        fail(f"{bad} bad line(s) in {file}; nothing was sent. Fix them and run it again.", EXIT_USAGE)
+    done_before = len(lines) - len(todo)
+    if done_before:
+        click.echo(
+            f"{done_before} line(s) already sent (recorded in {state.path.name}); sending the rest", err=True
+        )
+    refused = batches.send(client, state, todo)
+    ids = [state.sent[line.client_ref] for line in lines if line.client_ref in state.sent]
+    sent = len(todo) - len(refused)
+    click.echo(
+        f"{len(lines)} line(s): {sent} sent now, {done_before} sent before"
+        + (f", {len(refused)} refused (see above)" if refused else ""),
+        err=True,
+    )
+    if refused:
+        sys.exit(EXIT_USAGE)
     if wait:
         failed = [j for j in ids if client.wait(j)["status"] != "succeeded"]
         if failed:
@@ -287,22 +339,28 @@ def batch(server: str, api_key: str | None, file: Any, wait: bool) -> None:
 @API_KEY
 @click.option("--status")
 @click.option("--model")
+@click.option("--account", help="only jobs of this Runway account")
+@click.option("--search", "-q", "q", help="a word of the prompt (or an id's beginning)")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 500))
+@click.option("--cursor", help="the next page: the cursor the previous page ended with")
 @click.option("--json", "as_json", is_flag=True)
-def jobs(
-    server: str, api_key: str | None, status: str | None, model: str | None, limit: int, as_json: bool
-) -> None:
-    """List jobs, newest first."""
-    params = {k: v for k, v in {"status": status, "model": model, "limit": limit}.items() if v}
+def jobs(server: str, api_key: str | None, limit: int, as_json: bool, **filters: str | None) -> None:
+    """List jobs, newest first, as a table with their prompts."""
+    params = {k: v for k, v in {**filters, "limit": limit}.items() if v}
     answer = Client(server, api_key).call("GET", "/api/jobs", params=params)
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return
-    for job in answer["jobs"]:
+    if not answer["jobs"]:
         click.echo(
-            f"{job['id']}  {job['status']:<10} {job['model']:<18} "
-            f"{job['progress'] * 100:4.0f}%  {job['created_at']}"
+            "no jobs"
+            + (" match" if any(filters.values()) else " yet: runway-relay submit --model gen4.5 --prompt …")
         )
+        return
+    width = shutil.get_terminal_size((120, 24)).columns if sys.stdout.isatty() else None
+    click.echo(views.jobs_table(answer["jobs"], width))
+    if answer["next_cursor"]:
+        click.echo(f"more: runway-relay jobs --cursor {answer['next_cursor']}", err=True)
 
 
 @main.command()
@@ -311,8 +369,23 @@ def jobs(
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True)
 def show(server: str, api_key: str | None, job_id: str, as_json: bool) -> None:
-    """Show one job with its artifacts and handler runs."""
-    _print_job(Client(server, api_key).call("GET", f"/api/jobs/{job_id}"), as_json)
+    """Show one job: its prompt, parameters, timeline, artifacts and handler messages."""
+    job = Client(server, api_key).call("GET", f"/api/jobs/{job_id}")
+    click.echo(json.dumps(job, indent=2) if as_json else views.job_details(job))
+
+
+@main.command()
+@SERVER
+@API_KEY
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366))
+@click.option("--json", "as_json", is_flag=True)
+def usage(server: str, api_key: str | None, days: int, as_json: bool) -> None:
+    """Usage per model, account and day: jobs, seconds of video, rates, generation p50/p95, slots."""
+    answer = Client(server, api_key).call("GET", "/api/usage", params={"days": days})
+    label = {rule.name: rule.label for rule in rules.MODELS.values()}
+    click.echo(
+        json.dumps(answer, indent=2) if as_json else views.usage_report(answer, lambda m: label.get(m, m))
+    )
 
 
 @main.command()

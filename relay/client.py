@@ -21,13 +21,18 @@ class Client:
 
     def __init__(self, server: str, api_key: str | None) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.server = server.rstrip("/")
+        self.server = server_url(server)
         self.http = httpx.Client(
             base_url=self.server, headers=headers, timeout=httpx.Timeout(60.0, connect=5.0)
         )
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One request; exits 3 when the server cannot be reached, 2 on 4xx, 1 on 5xx."""
+    def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """One request: ``(status, body)`` whatever the status; exits 3 when the server cannot be reached.
+
+        A POST without a body still says it is JSON (the relay refuses writes that are neither).
+        """
+        if method == "POST" and not {"json", "files", "data", "content"} & kwargs.keys():
+            kwargs["json"] = {}
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -40,18 +45,13 @@ class Client:
             body = response.json()
         except ValueError:
             body = {"error": response.text[:500]}
-        if response.status_code >= 400:
-            message = body.get("error", response.reason_phrase) if isinstance(body, dict) else body
-            field = body.get("field") if isinstance(body, dict) else None
-            problems = body.get("problems") if isinstance(body, dict) else None
-            if problems:
-                message = "; ".join(f"{p['field']}: {p['error']}" for p in problems)
-            elif field:
-                message = f"{field}: {message}"
-            fail(
-                f"error ({response.status_code}): {message}",
-                EXIT_USAGE if response.status_code < 500 else EXIT_FAILED,
-            )
+        return response.status_code, body
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One request; exits 3 when the server cannot be reached, 2 on 4xx, 1 on 5xx."""
+        status, body = self.request(method, path, **kwargs)
+        if status >= 400:
+            fail(f"error ({status}): {error_text(body)}", EXIT_USAGE if status < 500 else EXIT_FAILED)
         return body
 
     def wait(self, job_id: str, interval: float = 0.5) -> dict[str, Any]:
@@ -81,6 +81,23 @@ class Client:
                         click.echo("", err=True)
                     return job
             time.sleep(interval)
+
+
+def server_url(server: str) -> str:
+    """``localhost:8000`` → ``http://localhost:8000``: a server given without a scheme is plain HTTP."""
+    server = server.strip().rstrip("/")
+    return server if "://" in server else f"http://{server}"
+
+
+def error_text(body: Any) -> str:
+    """An error answer in one line: every problem with its field when there are several."""
+    if not isinstance(body, dict):
+        return str(body)
+    problems = body.get("problems")
+    if problems:
+        return "; ".join(p["error"] if p.get("model") else f"{p['field']}: {p['error']}" for p in problems)
+    message = str(body.get("error", "request refused"))
+    return f"{body['field']}: {message}" if body.get("field") else message
 
 
 def fail(message: str, code: int) -> NoReturn:

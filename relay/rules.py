@@ -439,6 +439,7 @@ def _describe(rule: ModelRule) -> dict[str, Any]:
         "prompt_max": rule.prompt_max,
         "audio": rule.audio,
         "seed": rule.seed,
+        "seed_range": list(SEED_RANGE) if rule.seed else None,
         "explore_mode": rule.explore_mode,
         "multishot": dict(_MULTISHOT) if rule.multishot else None,
     }

@@ -112,6 +112,12 @@ class Relay:
         loops = {"dispatcher": self.dispatcher.run, "leadership": self.leadership.run}
         for name, run in loops.items():
             self._tasks.append(asyncio.create_task(guard(name, run), name=f"relay-{name}"))
+        if settings.simulated and self.store.shared:
+            log.warning(
+                "the built-in simulator lives in this process only: with several relays on one "
+                "database, run `runway-relay simulate --token T` once and set USEAPI_TOKEN=T and "
+                "USEAPI_BASE_URL on every relay"
+            )
         log.info(
             "relay started id=%s upstream=%s handlers=%s db=%s",
             self.id,
@@ -217,8 +223,25 @@ class Relay:
 
     # -- the API's verbs ----------------------------------------------------------------------
 
-    async def submit(self, body: Any) -> dict[str, Any]:
-        """Validate against the model rules, store the job ``queued`` and wake the scheduler."""
+    async def submit(
+        self, body: Any, *, group_id: str | None = None, client_ref: str | None = None
+    ) -> dict[str, Any]:
+        """Validate against the model rules, store the job ``queued`` and wake the scheduler.
+
+        ``group_id`` ties the job to a compare group; a ``client_ref`` already stored answers that job.
+        """
+        normalized, handlers = self.check(body)
+        account = normalized.get("email")
+        moved = await self.store.create_job(
+            normalized["model"], normalized, handlers, account, group_id=group_id, client_ref=client_ref
+        )
+        if moved.previous is None:  # new (not a client_ref seen before)
+            log.info("queued job=%s model=%s", moved.job_id, normalized["model"])
+            await self.announce(moved)
+        return await self.store.job_json(moved.row)
+
+    def check(self, body: Any) -> tuple[dict[str, Any], list[str] | None]:
+        """The normalized videos/create body and the handler list, or :class:`ValidationError`."""
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object with the videos/create fields")
         params = dict(body)
@@ -238,11 +261,7 @@ class Relay:
                 raise ValidationError(f"{reserved} is set by the relay; leave it out", reserved)
         normalized = rules.validate(params)
         blocklist.check(normalized, self.settings.blocklist)
-        account = normalized.get("email")
-        moved = await self.store.create_job(normalized["model"], normalized, handlers, account)
-        log.info("queued job=%s model=%s", moved.job_id, normalized["model"])
-        await self.announce(moved)
-        return await self.store.job_json(moved.row)
+        return normalized, handlers
 
     async def ingest_callback(self, token: str, raw: bytes) -> IngestResult:
         """Parse a callback body, match it by token and replyRef, apply it durably, then signal."""

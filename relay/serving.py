@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import resource
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import uvicorn
@@ -43,6 +44,9 @@ def _raw_answer(status: bytes, error: str, *extra: bytes) -> bytes:
 _HEADERS_LATE = _raw_answer(b"HTTP/1.1 408 Request Timeout", "the request headers did not arrive in time")
 _BODY_LATE = _raw_answer(b"HTTP/1.1 408 Request Timeout", "the request body stopped arriving")
 _BUSY = _raw_answer(b"HTTP/1.1 503 Service Unavailable", "too many connections; try again", b"retry-after: 5")
+
+
+SHUTDOWN_GRACE = 5  # seconds requests in flight get at SIGTERM before open event streams are cut
 
 
 def raise_fd_limit() -> int:
@@ -149,8 +153,22 @@ async def _sweep(protocol: Any) -> None:
             connection.check(now)
 
 
-def run(app: Any, settings: Settings, *, access_log: bool) -> None:
-    """Serve ``app`` on ``settings.host:port`` until stopped."""
+class _Server(uvicorn.Server):
+    """Calls ``on_exit`` first when asked to stop: a stop waits for the requests in flight, and an
+    event stream (a dashboard, ``curl -N``) never ends by itself, so the relay ends its streams."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.on_exit is not None:
+            self.on_exit()
+        super().handle_exit(sig, frame)
+
+
+def run(app: Any, settings: Settings, *, access_log: bool, on_exit: Callable[[], None] | None = None) -> None:
+    """Serve ``app`` on ``settings.host:port`` until stopped (``on_exit``: called at SIGTERM/SIGINT)."""
     soft = raise_fd_limit()
     connections = settings.max_connections
     if connections > soft - FD_RESERVE:
@@ -161,7 +179,7 @@ def run(app: Any, settings: Settings, *, access_log: bool) -> None:
             soft,
             connections,
         )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -170,4 +188,6 @@ def run(app: Any, settings: Settings, *, access_log: bool) -> None:
         access_log=access_log,
         http=guarded_protocol(settings.header_timeout, settings.body_timeout, connections),  # type: ignore[arg-type]
         timeout_keep_alive=5,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE,
     )
+    _Server(config, on_exit).run()

@@ -49,16 +49,19 @@ class Store(JobView, Protocol):
 
     # jobs
     async def create_job(
-        self, model: str, params: dict[str, Any], handlers: list[str] | None, account: str | None = None
+        self,
+        model: str,
+        params: dict[str, Any],
+        handlers: list[str] | None,
+        account: str | None = None,
+        *,
+        group_id: str | None = None,
+        client_ref: str | None = None,
     ) -> Moved: ...
 
     async def job_json(self, row: dict[str, Any]) -> dict[str, Any]: ...
 
     async def job_row(self, job_id: str) -> dict[str, Any]: ...
-
-    async def list_jobs(
-        self, status: str | None = None, model: str | None = None, limit: int = 50, cursor: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]: ...
 
     async def cancel(self, job_id: str) -> Moved: ...
 
@@ -196,6 +199,27 @@ class Store(JobView, Protocol):
         next_at: float | None = None,
         refund: bool = False,
     ) -> bool: ...
+    # the console's reads
+    async def find_jobs(
+        self,
+        *,
+        status: str | None = None,
+        model: str | None = None,
+        account: str | None = None,
+        q: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    async def group_jobs(self, group_id: str) -> list[dict[str, Any]]: ...
+
+    async def job_by_client_ref(self, client_ref: str) -> dict[str, Any] | None: ...
+
+    async def handler_history(self, job_id: str) -> list[dict[str, Any]]: ...
+
+    async def usage_facts(self, since: str) -> dict[str, list[dict[str, Any]]]: ...
+
+    async def slots_in_use(self) -> list[dict[str, Any]]: ...
 
     # leases
     async def lead(self, name: str, holder: str, seconds: float) -> bool: ...

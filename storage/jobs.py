@@ -10,6 +10,7 @@ from ..errors import Conflict
 from ..states import Status, TransitionError, on_cancel, on_resubmit
 from .connector import Tx
 from .core import StoreCore, reads, writes
+from .insights import summary_columns
 from .records import Moved, iso_now, new_job_id
 
 
@@ -24,8 +25,19 @@ class JobsMixin(StoreCore):
         params: dict[str, Any],
         handlers: list[str] | None,
         account: str | None = None,
+        *,
+        group_id: str | None = None,
+        client_ref: str | None = None,
     ) -> Moved:
-        """Store a new ``queued`` job (attempt 1)."""
+        """Store a new ``queued`` job (attempt 1).
+
+        A ``client_ref`` already stored is the same job: its row comes back (``previous`` is its status,
+        so nothing is announced as new) and nothing is written.
+        """
+        if client_ref is not None:
+            known = await tx.one("select * from jobs where client_ref = ?", [client_ref])
+            if known is not None:
+                return Moved(known, known["status"])
         job_id = new_job_id()
         now = iso_now()
         row: dict[str, Any] = {
@@ -44,11 +56,18 @@ class JobsMixin(StoreCore):
             "next_submit_at": 0.0,
             "submit_tries": 0,
             "poll_tries": 0,
+            **summary_columns(params),
+            "group_id": group_id,
+            "client_ref": client_ref,
         }
         columns = ", ".join(row)
-        await tx.execute(
-            f"insert into jobs ({columns}) values ({', '.join('?' * len(row))})", list(row.values())
-        )
+        # on conflict: the same client_ref sent twice at once; the one that lost answers the winner's job
+        sql = f"insert into jobs ({columns}) values ({', '.join('?' * len(row))}) on conflict do nothing"
+        if not await tx.execute(sql, list(row.values())):
+            known = await tx.one("select * from jobs where client_ref = ?", [client_ref])
+            if known is None:
+                raise RuntimeError(f"job {job_id} could not be stored and no job has its client_ref")
+            return Moved(known, known["status"])
         await self._new_attempt(tx, job_id, 1)
         await self._count(tx, Status.QUEUED.value, +1)
         await self._event(tx, row, "api", "created", "applied", status="queued", at=now)
@@ -83,30 +102,6 @@ class JobsMixin(StoreCore):
     async def job_row(self, tx: Tx, job_id: str) -> dict[str, Any]:
         """The raw stored row (internal fields included) for the scheduler and handlers."""
         return await self._job_row(tx, job_id)
-
-    @reads
-    async def list_jobs(
-        self,
-        tx: Tx,
-        status: str | None = None,
-        model: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """Newest first, ``limit`` at a time; the cursor is the last id of the previous page."""
-        where, args = [], []
-        for column, value in (("status", status), ("model", model)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if cursor:
-            where.append("id < ?")
-            args.append(cursor)
-        sql = "select * from jobs" + (" where " + " and ".join(where) if where else "")
-        rows = await tx.rows(sql + " order by id desc limit ?", [*args, limit + 1])
-        page = rows[:limit]
-        next_cursor = page[-1]["id"] if len(rows) > limit else None
-        return await self._jobs_json(tx, page), next_cursor
 
     # -- relay's own moves ----------------------------------------------------------------------
 

@@ -11,9 +11,11 @@ that used sqlite-utils' ``Migrations`` (table ``_sqlite_migrations``) are recogn
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .connector import Connector, Tx
+from .insights import backfill_summaries
 from .records import iso_now
 
 _ID = {
@@ -24,10 +26,11 @@ _ID = {
 
 @dataclass(frozen=True)
 class Migration:
-    """One step of the schema."""
+    """One step of the schema: SQL statements, then (rarely) a unit that fills new columns."""
 
     name: str
     statements: tuple[str, ...]
+    backfill: Callable[[Tx], Awaitable[None]] | None = None
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -183,7 +186,39 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
-        "m006_account_guards",
+        "m006_console",
+        (
+            # What the console lists, searches and groups by: the prompt (or the shot prompts joined),
+            # the seconds of video asked for, the compare group, and a client's idempotency key.
+            "alter table jobs add column prompt text",
+            "alter table jobs add column duration integer",
+            "alter table jobs add column group_id text",
+            "alter table jobs add column client_ref text",
+            "create index idx_jobs_group_id on jobs (group_id)",
+            "create unique index idx_jobs_client_ref on jobs (client_ref)",
+            "create index idx_jobs_account_id on jobs (account, id)",
+            "create index idx_jobs_created_at on jobs (created_at)",
+            # Every finished try of a handler run, so a replay no longer erases its history.
+            "alter table handler_runs add column replays integer not null default 0",
+            """create table handler_attempts (
+                id {id},
+                run_id bigint not null references handler_runs (id),
+                job_id text not null references jobs (id),
+                handler text not null,
+                round integer,
+                attempt integer,
+                outcome text not null,
+                output text,
+                error text,
+                started_at text,
+                finished_at text
+            )""",
+            "create index idx_handler_attempts_job_id_id on handler_attempts (job_id, id)",
+        ),
+        backfill_summaries,
+    ),
+    Migration(
+        "m007_account_guards",
         (
             # What keeps an account working (relay/guard.py), written by whichever relay learns it and
             # read by the one that schedules. Times are epoch seconds.
@@ -257,7 +292,7 @@ async def _adopt_sqlite_utils(tx: Tx) -> set[str]:
     return {str(row["name"]) for row in rows}
 
 
-async def _apply_pending(tx: Tx) -> list[str]:
+async def _apply_pending(tx: Tx, until: str | None = None) -> list[str]:
     await tx.lock_schema()
     await tx.execute(
         "create table if not exists relay_migrations (name text primary key, applied_at text not null)"
@@ -275,16 +310,23 @@ async def _apply_pending(tx: Tx) -> list[str]:
             continue
         for statement in migration.statements:
             await tx.execute(statement.replace("{id}", _ID[tx.dialect]))
+        if migration.backfill is not None:
+            await migration.backfill(tx)
         await tx.execute(
             "insert into relay_migrations (name, applied_at) values (?, ?)", [migration.name, iso_now()]
         )
         done.append(migration.name)
+        if migration.name == until:
+            break
     return done
 
 
-async def migrate(connector: Connector) -> list[str]:
-    """Apply every pending migration (in one transaction, under the schema lock); their names."""
-    return await connector.write(_apply_pending)
+async def migrate(connector: Connector, until: str | None = None) -> list[str]:
+    """Apply every pending migration (in one transaction, under the schema lock); their names.
+
+    ``until``: stop after that one (to make a database as an older release left it, in tests).
+    """
+    return await connector.write(lambda tx: _apply_pending(tx, until))
 
 
 async def applied(connector: Connector) -> list[str]:

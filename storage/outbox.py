@@ -27,6 +27,15 @@ _UNBLOCKED = (
 )
 
 
+# What a finished try is called in its run's history, by the run's new status.
+_ATTEMPT_OUTCOME = {
+    RunStatus.DONE: "done",
+    RunStatus.PENDING: "failed",  # a retry follows
+    RunStatus.DEAD: "dead",
+    RunStatus.RUNNING: "running",
+}
+
+
 def _only(handlers: list[str] | None) -> tuple[str, list[str]]:
     """The SQL (and its arguments) that keeps a claim to runs of ``handlers``."""
     if handlers is None:
@@ -131,6 +140,15 @@ class OutboxMixin(StoreCore):
             changes["output"] = output
         if next_at is not None:
             changes["next_at"] = next_at
+        # The try that ended, kept in its run's history (replays do not erase it); only while ours.
+        # The run's updated_at still holds when it was claimed, i.e. when this try started.
+        await tx.execute(
+            "insert into handler_attempts (run_id, job_id, handler, round, attempt, outcome, output, "
+            "error, started_at, finished_at) select id, job_id, handler, coalesce(replays, 0), attempts, "
+            "?, ?, ?, updated_at, ? from handler_runs "
+            "where id = ? and lease_owner = ? and status = 'running'",
+            [_ATTEMPT_OUTCOME[status], output, error, changes["updated_at"], run_id, owner],
+        )
         sets = ", ".join(f"{column} = ?" for column in changes)
         if refund:
             sets += ", attempts = attempts - 1"
@@ -165,7 +183,8 @@ class OutboxMixin(StoreCore):
         ids = [r["id"] for r in idle]
         await tx.execute(
             "update handler_runs set status = 'pending', attempts = 0, next_at = ?, last_error = null, "
-            f"lease_owner = null, lease_until = null, updated_at = ? where id in ({marks(ids)})",
+            "lease_owner = null, lease_until = null, updated_at = ?, replays = coalesce(replays, 0) + 1 "
+            f"where id in ({marks(ids)})",
             [time.time(), iso_now(), *ids],
         )
         detail = ",".join(sorted(r["handler"] for r in idle))

@@ -132,6 +132,8 @@ def _handler_view(run: dict[str, Any]) -> dict[str, Any]:
         "status": run["status"],
         "attempts": run["attempts"],
         "last_error": run["last_error"],
+        "output": run.get("output"),
+        "replays": run.get("replays") or 0,
         "updated_at": run["updated_at"],
     }
 
@@ -177,4 +179,7 @@ def job_json(
         "handlers": [_handler_view(r) for r in runs],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+        "prompt": row.get("prompt"),
+        "group_id": row.get("group_id"),
+        "client_ref": row.get("client_ref"),
     }

@@ -9,6 +9,7 @@ from typing import Any
 
 from .accounts import AccountsMixin
 from .catalog import CatalogMixin
+from .insights import InsightsMixin
 from .jobs import JobsMixin
 from .leases import LeasesMixin
 from .migrations import migrate
@@ -21,9 +22,11 @@ log = logging.getLogger("runway_relay.storage")
 Foreign = Callable[[dict[str, Any] | None], None]
 
 
-class SqlStore(JobsMixin, SubmitMixin, UpdatesMixin, OutboxMixin, CatalogMixin, LeasesMixin, AccountsMixin):
+class SqlStore(
+    JobsMixin, SubmitMixin, UpdatesMixin, OutboxMixin, CatalogMixin, LeasesMixin, InsightsMixin, AccountsMixin
+):
     """Jobs, attempts, events, transitions, handler runs, artifacts, accounts (and their guards,
-    notices and notice runs) and leases.
+    notices and notice runs), the console's reads and leases.
 
     One implementation for both databases: the methods are units of work run by the connector.
     """

@@ -125,6 +125,8 @@ class UpdatesMixin(AccountsMixin):
             extra["task_id"] = update.task_id
         if update.progress_text:
             extra["progress_text"] = update.progress_text
+        if decision.state.terminal:  # "Generating (80%)" is no longer true once the task ended
+            extra["progress_text"] = None
         if decision.state.status is Status.FAILED:
             extra["error"] = update.error or "the task failed upstream without a message"
             extra["error_kind"] = "moderation" if update.moderated else "upstream"

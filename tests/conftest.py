@@ -214,3 +214,33 @@ def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 def pg_url() -> Iterator[str]:
     """A fresh PostgreSQL database (for tests that are about PostgreSQL only)."""
     yield from pg_database()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, one per test module (skips without either).
+
+    Not one per session: Playwright's sync API holds an event loop on the main thread while it runs,
+    and the asyncio tests of later modules need that thread's loop free.
+    """
+    from ui import launch
+
+    with launch() as browser:
+        yield browser
+
+
+@pytest.fixture
+def console(chromium: Any, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """``console(relay, "phone")``: a page on the relay's dashboard at that width, under the CSP."""
+    from ui import Console
+
+    opened: list[Console] = []
+
+    def make(relay: RelayProcess, width: str = "desktop") -> Console:
+        page = Console(chromium, relay.url, width, tmp_path / "screenshots", request.node.name)
+        opened.append(page)
+        return page
+
+    yield make
+    for page in opened:
+        page.close()

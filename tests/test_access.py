@@ -32,7 +32,7 @@ GUARDED = [
     ("GET", "/api/models"),
     ("GET", "/metrics"),
     ("GET", "/files/j1/clip.mp4"),
-    ("GET", "/static/dashboard.js"),
+    ("GET", "/static/js/main.js"),
     ("GET", "/sim/stats"),
     ("GET", "/sim/artifacts/0000.mp4"),
     ("POST", "/sim/release/t1"),
@@ -62,7 +62,7 @@ def test_with_a_key_nothing_answers_without_it(relay_factory: Any) -> None:
     assert relay.api("GET", "/login").status_code == 200
     assert relay.api("POST", "/callbacks/some-token", json={}).status_code == 404
     # with the key: the relay's own routes answer, the simulator's stats too ...
-    for path in ("/api/jobs", "/metrics", "/sim/stats", "/static/dashboard.js"):
+    for path in ("/api/jobs", "/metrics", "/sim/stats", "/static/js/main.js"):
         assert relay.api("GET", path, headers=AUTH).status_code == 200, path
     # ... but the simulated upstream answers only to the relay itself, key or not
     for path in ("/v1/runwayml/scheduler/", "/v1/runwayml/accounts/"):

@@ -26,7 +26,7 @@ def test_pages_and_api_answers_carry_the_headers(relay: RelayProcess) -> None:
         assert answer.headers["referrer-policy"] == "same-origin"
         assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
     assert relay.api("GET", "/api/jobs").headers["content-security-policy"].startswith("default-src 'none'")
-    script = relay.api("GET", "/static/dashboard.js")
+    script = relay.api("GET", "/static/js/main.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
 
 

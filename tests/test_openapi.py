@@ -34,7 +34,7 @@ def _routed(settings: Settings) -> set[tuple[str, str]]:
     """(path template, method) of every route of the app; the simulator's mount is not the relay's API."""
     found = set()
     for route in create_app(settings).routes:
-        if isinstance(route, Route):
+        if isinstance(route, Route) and not route.path.startswith("/samples/"):  # simulator mode only
             path = re.sub(r":\w+}", "}", route.path)
             found |= {(path, method.lower()) for method in route.methods or () if method != "HEAD"}
     return found

@@ -15,7 +15,8 @@ from test_storage import ROUTING, submitted, task
 
 from runway_relay.storage import SCHEDULER_LEASE, DatabaseInUse, Routing, Store, open_store
 from runway_relay.storage.connector import Tx
-from runway_relay.storage.migrations import MIGRATIONS, applied
+from runway_relay.storage.migrations import MIGRATIONS, applied, migrate
+from runway_relay.storage.sqlite import SQLiteConnector
 from runway_relay.taskparse import parse_task
 
 pytestmark = pytest.mark.anyio
@@ -127,43 +128,34 @@ async def test_a_second_serving_relay_on_one_file_is_refused(store: Store) -> No
 async def test_a_database_of_an_older_release_is_migrated(tmp_path: Path) -> None:
     """Databases made with sqlite-utils' Migrations (m001–m003) keep their data and get the rest."""
     path = str(tmp_path / "old.db")
-    fresh = open_store(str(tmp_path / "fresh.db"), Routing())
-    await fresh.open()
-    moved = await fresh.create_job("gen4", {"model": "gen4"}, None)
-    await fresh.close()
-    with sqlite3.connect(tmp_path / "fresh.db") as src, sqlite3.connect(path) as dst:
-        src.backup(dst)
-        # turn it into what the old release left: its own migrations table, without m004 and later
-        for table in ("notice_runs", "account_notices", "moderation_events"):  # m006
-            dst.execute(f"drop table {table}")
-        dst.execute("drop index idx_jobs_account_submitted_at")
-        dst.execute("alter table jobs drop column avoid_accounts")
-        for column in dst.execute("select name from pragma_table_info('accounts')").fetchall()[5:]:
-            dst.execute(f"alter table accounts drop column {column[0]}")
-        for statement in ("drop table leases", "drop index idx_handler_runs_status_lease_until"):
-            dst.execute(statement)
-        for column in ("lease_owner", "lease_until", "wait_for"):
-            dst.execute(f"alter table handler_runs drop column {column}")
-        dst.execute("drop table job_counts")
-        for column in ("queued_at", "submitted_at"):
-            dst.execute(f"alter table jobs drop column {column}")
-        dst.execute("drop index idx_attempts_task_id")
-        dst.execute("drop table relay_migrations")
-        dst.execute(
+    old_release = SQLiteConnector(path)
+    await old_release.open()
+    await migrate(old_release, until="m003_events_outcome_index")
+    await old_release.close()
+    with sqlite3.connect(path) as db:  # a job of that release, and its sqlite-utils migrations table
+        db.execute(
+            "insert into jobs (id, status, model, params, attempt, created_at, updated_at) "
+            "values ('old-1', 'succeeded', 'gen4', '{\"model\": \"gen4\", \"text_prompt\": \"a fox\"}', "
+            "1, 'x', 'x')"
+        )
+        db.execute("drop table relay_migrations")
+        db.execute(
             "create table _sqlite_migrations (id integer primary key, migration_set text, name text, "
             "applied_at text)"
         )
         for name in ("m001_initial", "m002_jobs_submitting_index", "m003_events_outcome_index"):
-            dst.execute(
+            db.execute(
                 "insert into _sqlite_migrations (migration_set, name, applied_at) "
                 "values ('runway_relay', ?, '')",
                 [name],
             )
-    old = open_store(path, Routing())
-    await old.open()
+    store = open_store(path, Routing())
+    await store.open()
     try:
-        assert await applied(old.connector) == [m.name for m in MIGRATIONS]  # type: ignore[attr-defined]
-        assert (await old.get_job(moved.job_id))["status"] == "queued"
-        assert await old.lead(SCHEDULER_LEASE, "me", 5)
+        assert await applied(store.connector) == [m.name for m in MIGRATIONS]  # type: ignore[attr-defined]
+        job = await store.get_job("old-1")
+        assert job["status"] == "succeeded" and job["prompt"] == "a fox"  # backfilled by m006
+        assert (await store.job_counts()) == {"succeeded": 1}  # counted by m005
+        assert await store.lead(SCHEDULER_LEASE, "me", 5)
     finally:
-        await old.close()
+        await store.close()

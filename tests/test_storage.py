@@ -251,13 +251,13 @@ async def test_cancel_is_final_and_history_survives_reopening(db_url: str) -> No
     await second.close()
 
 
-async def test_list_jobs_pages_with_a_cursor(store: Store) -> None:
+async def test_find_jobs_pages_with_a_cursor(store: Store) -> None:
     ids = [(await store.create_job("gen4", {"model": "gen4"}, None)).job_id for _ in range(5)]
-    page, cursor = await store.list_jobs(limit=2)
+    page, cursor = await store.find_jobs(limit=2)
     assert [j["id"] for j in page] == ids[::-1][:2] and cursor
-    rest, end = await store.list_jobs(limit=10, cursor=cursor)
+    rest, end = await store.find_jobs(limit=10, cursor=cursor)
     assert [j["id"] for j in rest] == ids[::-1][2:] and end is None
-    only, _ = await store.list_jobs(status="succeeded")
+    only, _ = await store.find_jobs(status="succeeded")
     assert only == []
 
 
