@@ -8,6 +8,7 @@ import {SubmitView} from "./form.js";
 import {JobView} from "./job.js";
 import {JobsView} from "./jobs.js";
 import {UsageView} from "./usage.js";
+import {AccountsView, troubled} from "./accounts.js";
 
 const app = {
   models: [],
@@ -29,7 +30,7 @@ let current = null;
 function routeName(params) {
   if (params.has("job")) return "job";
   if (params.has("group")) return "group";
-  for (const name of ["new", "compare", "usage"]) if (params.has(name)) return name;
+  for (const name of ["new", "compare", "usage", "accounts"]) if (params.has(name)) return name;
   return "jobs";
 }
 
@@ -70,6 +71,21 @@ async function refreshSlots() {
   } catch (_) { /* the header is a nicety */ }
 }
 
+/** The header's warning when an account is paused, out of credits or out of rotation. */
+app.onAccounts = data => {
+  const el = document.getElementById("accounts-alert");
+  const bad = data.accounts.filter(troubled);
+  el.hidden = !bad.length;
+  el.textContent = bad.length === 1 ? `${bad[0].email}: ${bad[0].state.replace(/-/g, " ")}` : `${bad.length} accounts need a look`;
+  el.title = bad.map(a => `${a.email}: ${a.paused_reason || a.out_of_rotation_reason || a.state}`).join("\n");
+};
+
+async function refreshAccounts() {
+  try {
+    app.onAccounts(await api("/api/accounts"));
+  } catch (_) { /* the header is a nicety */ }
+}
+
 async function boot() {
   document.getElementById("skip").addEventListener("click", event => {
     event.preventDefault();
@@ -88,14 +104,19 @@ async function boot() {
   views.compare = new CompareView(app);
   views.group = new GroupView(app);
   views.usage = new UsageView(app);
+  views.accounts = new AccountsView(app);
 
   const back = takeReturn();
   if (back && !location.hash) history.replaceState(null, "", back);
   window.addEventListener("hashchange", route);
   route();
   refreshSlots();
+  refreshAccounts();
 
-  const slotsLater = debounce(refreshSlots, 1500);
+  const slotsLater = debounce(() => {
+    refreshSlots();
+    refreshAccounts();
+  }, 1500);
   const live = new Live("/api/events", document.getElementById("live"), {
     onJob(job) {
       for (const view of Object.values(views)) view.onJob?.(job);
@@ -105,10 +126,12 @@ async function boot() {
       toast("Live updates are back.");
       for (const view of Object.values(views)) view.resync?.();
       refreshSlots();
+      refreshAccounts();
     },
   });
   live.connect();
   setInterval(() => refreshAges(), 15000);
+  setInterval(refreshAccounts, 30000);  // a pause ends by the clock, not by an event
   document.addEventListener("keydown", event => {
     const typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement?.tagName || "");
     if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey) {
