@@ -288,7 +288,8 @@ def account_table(answer: Mapping[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(6)]
     lines = []
     for n, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + row[6])
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[6]]))
         account = accounts[n - 1] if n else None
         if account and account.get("last_error"):
             lines.append(f"    last error ({account['last_error_at']}): {account['last_error']}")

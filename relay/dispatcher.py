@@ -15,7 +15,10 @@ ran out of file descriptors (a load spike, not the handler's fault) is retried s
 
 Two outboxes feed it, run the same way: job runs (``handler_runs``, one per handler and job
 transition; the handler gets the job JSON) and account notice runs (``notice_runs``, one per handler and
-account notice such as ``account-paused``; the handler gets the notice JSON).
+account notice such as ``account-paused``; the handler gets the notice JSON). Notices are rare, so
+their table is read only when an account signal wakes the loop, when a run of theirs is due or ends,
+and at least every :data:`NOTICE_CHECK` seconds (a run another relay left behind), not on every job's
+transition.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -41,6 +45,7 @@ log = logging.getLogger("runway_relay.dispatcher")
 RUN_TIMEOUT = 30 * 60.0
 LEASE = 30.0  # seconds a claimed run stays ours without renewal
 EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE})
+NOTICE_CHECK = 30.0
 
 
 def retry_delay(handler: Handler, attempts: int, exc: Exception) -> float:
@@ -132,9 +137,12 @@ class Dispatcher:
                 )
             )
         self._outbox = {outbox.kind: outbox for outbox in self.outboxes}
+        self._notices_at = 0.0  # when to look at the notice outbox next
 
-    def wake(self, *_: Any, **__: Any) -> None:
+    def wake(self, *_: Any, **signalled: Any) -> None:
         """Look for due runs now (connected to every job signal)."""
+        if "notice" in signalled:  # an account signal (or another relay's notice): look at its table
+            self._notices_at = 0.0
         self._wake.set()
 
     async def run(self) -> None:
@@ -150,7 +158,14 @@ class Dispatcher:
                     free = self.concurrency - len(self._running)
                     if free <= 0:
                         break
+                    if outbox.kind == "notice" and time.time() < self._notices_at:
+                        continue
                     claimed = await outbox.claim(self.owner, time.time(), free, self.lease, outbox.handlers)
+                    if outbox.kind == "notice":
+                        due = await outbox.next_due(outbox.handlers)
+                        self._notices_at = min(
+                            time.time() + NOTICE_CHECK, due if due is not None else math.inf
+                        )
                     for run in claimed:
                         task = asyncio.create_task(self._execute(outbox.kind, run))
                         self._running[(outbox.kind, int(run["id"]))] = task
@@ -163,11 +178,16 @@ class Dispatcher:
         for key, running in list(self._running.items()):
             if running is task:
                 del self._running[key]
+                if key[0] == "notice":
+                    self._notices_at = 0.0  # it may have left a retry behind
         self._wake.set()
 
     async def _sleep(self) -> None:
-        dues = [await outbox.next_due(outbox.handlers) for outbox in self.outboxes]
-        due = min((d for d in dues if d is not None), default=None)
+        jobs = self._outbox["job"]
+        due = await jobs.next_due(jobs.handlers)
+        if "notice" in self._outbox:
+            due = min(self._notices_at, due if due is not None else math.inf)
+            due = None if due == math.inf else due
         timeout = 2.0 if due is None else max(0.0, min(2.0, due - time.time()))
         if due is not None and timeout == 0.0 and len(self._running) < self.concurrency:
             return

@@ -195,14 +195,14 @@ class Relay:
         if brief is None:
             self.accounts.changed()
             self.scheduler.wake()
-            self.dispatcher.wake()
+            self.dispatcher.wake(notice=None)
             return
         if brief.get("kind") == "account":  # an account's guard state moved (a pause, a resume, credits)
             self.accounts.changed()
             if brief.get("signal") == AccountSignal.RESUMED.value:
                 self.scheduler.account_resumed(str(brief["email"]))
             if brief.get("signal") in self._handled_signals():
-                self.dispatcher.wake()
+                self.dispatcher.wake(notice=brief)  # its notice runs may be run here as well
             return
         self.scheduler.job_changed(brief)
         if brief.get("signal") in self._handled_signals():
