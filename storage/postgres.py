@@ -148,6 +148,13 @@ class PostgresConnector:
         self._listener: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
+        try:  # one plain attempt first: a wrong URL or a server that is down fails fast, and says why
+            probe = await psycopg.AsyncConnection.connect(self.url, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
+            message = f"cannot connect to PostgreSQL at {self.where}: {reason} (check RELAY_DB)"
+            raise StorageUnavailable(message) from None
+        await probe.close()
         try:
             await self._pool.open(wait=True, timeout=15.0)
         except (PoolTimeout, psycopg.OperationalError) as exc:
