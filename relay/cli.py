@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
@@ -12,7 +13,7 @@ from typing import Any
 
 import click
 
-from . import affinity, rules, views
+from . import affinity, rules, storage, views
 from .client import EXIT_FAILED, EXIT_USAGE, Client, fail
 from .settings import Settings, SettingsError, load_settings
 
@@ -73,6 +74,9 @@ def serve(host: str, port: int, access_log: bool) -> None:
         cpu = affinity.pin(settings.cpu)
     except ValueError as exc:
         fail(f"configuration error: {exc}", EXIT_USAGE)
+    problem = asyncio.run(storage.check(settings.db_path))
+    if problem:
+        fail(f"database error: {problem}", EXIT_USAGE)
     if cpu is not None:
         log = logging.getLogger("runway_relay")
         log.info("running on CPU %d (RELAY_CPU=off lets the OS move the relay's threads)", cpu)

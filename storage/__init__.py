@@ -7,6 +7,7 @@ talks to the :class:`Store` protocol only, never knowing which one it is.
 
 from __future__ import annotations
 
+from ..errors import StorageUnavailable
 from .accounts import avoided, iso_at
 from .interface import JobView, Store
 from .notices import Notice
@@ -21,6 +22,21 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 def is_postgres(url: str) -> bool:
     """Whether ``RELAY_DB`` names a PostgreSQL database."""
     return url.startswith(POSTGRES_SCHEMES)
+
+
+async def check(url: str) -> str | None:
+    """Whether a relay can serve ``RELAY_DB`` now: ``None``, or what is wrong, in words.
+
+    Opens it as ``serve`` will (migrations included) and closes it again, so a mistake stops ``serve``
+    with a clear message instead of a traceback at start-up.
+    """
+    try:
+        store = open_store(url)
+        await store.open()
+    except (StorageUnavailable, DatabaseInUse, ImportError) as exc:
+        return str(exc)
+    await store.close()
+    return None
 
 
 def open_store(url: str, routing: Routing | None = None, *, origin: str = "", owner: bool = True) -> Store:

@@ -53,7 +53,7 @@ class AccountsMixin(NoticesMixin):
 
     async def _account(self, tx: Tx, email: str) -> dict[str, Any]:
         """The account's row, locked (created first if no listing named it)."""
-        await tx.execute(
+        await tx.run(
             "insert into accounts (email, updated_at) values (?, ?) on conflict (email) do nothing",
             [email, iso_now()],
         )
@@ -63,7 +63,7 @@ class AccountsMixin(NoticesMixin):
 
     async def _set(self, tx: Tx, email: str, changes: dict[str, Any]) -> None:
         sets = ", ".join(f"{column} = ?" for column in changes)
-        await tx.execute(
+        await tx.run(
             f"update accounts set {sets}, updated_at = ? where email = ?",
             [*changes.values(), iso_now(), email],
         )
@@ -75,7 +75,7 @@ class AccountsMixin(NoticesMixin):
     ) -> list[Notice]:
         """Count a moderation failure of ``email``; pause the account when the guard says so."""
         account = await self._account(tx, email)
-        await tx.execute(
+        await tx.run(
             "insert into moderation_events (email, job_id, attempt, at) values (?, ?, ?, ?) "
             "on conflict (job_id, attempt) do nothing",
             [email, job_id, attempt, now],
@@ -111,7 +111,7 @@ class AccountsMixin(NoticesMixin):
             keep = max(rule.window, KEEP_EVENTS)
         else:
             keep = KEEP_EVENTS
-        await tx.execute("delete from moderation_events where email = ? and at < ?", [email, now - keep])
+        await tx.run("delete from moderation_events where email = ? and at < ?", [email, now - keep])
         await self._set(tx, email, changes)
         return notices
 
@@ -174,7 +174,7 @@ class AccountsMixin(NoticesMixin):
     @writes
     async def record_session_ok(self, tx: Tx, email: str) -> None:
         """A create went through: the account's failed sessions are forgotten."""
-        await tx.execute(
+        await tx.run(
             "update accounts set session_strikes = 0 where email = ? and session_strikes > 0", [email]
         )
 

@@ -24,7 +24,7 @@ class CatalogMixin(StoreCore):
         self, tx: Tx, job_id: str, attempt: int, url: str, path: str, size: int, sha256: str
     ) -> None:
         """Record a complete, size-checked file on disk."""
-        await tx.execute(
+        await tx.run(
             "insert into artifacts (job_id, attempt, url, path, size, sha256, created_at) "
             "values (?, ?, ?, ?, ?, ?, ?) on conflict (job_id, url) do update set "
             "path = excluded.path, size = excluded.size, sha256 = excluded.sha256",
@@ -36,7 +36,7 @@ class CatalogMixin(StoreCore):
         """Remember each account's ``maxJobs`` (email → capacity); nothing else is kept."""
         now = iso_now()
         for email, max_jobs in accounts.items():
-            await tx.execute(
+            await tx.run(
                 "insert into accounts (email, max_jobs, capacity, updated_at) values (?, ?, ?, ?) "
                 "on conflict (email) do update set "
                 "max_jobs = excluded.max_jobs, updated_at = excluded.updated_at",
@@ -46,7 +46,7 @@ class CatalogMixin(StoreCore):
     @writes
     async def save_capacity(self, tx: Tx, email: str, capacity: int, resting_until: float) -> None:
         """Keep an account's learned capacity and rest, so a relay taking over scheduling starts there."""
-        await tx.execute(
+        await tx.run(
             "update accounts set capacity = ?, backoff_until = ?, updated_at = ? where email = ?",
             [capacity, resting_until, iso_now(), email],
         )
@@ -61,7 +61,7 @@ class CatalogMixin(StoreCore):
         self, tx: Tx, asset_id: str, account: str | None, name: str, media_type: str | None
     ) -> None:
         """Remember which account holds an uploaded asset."""
-        await tx.execute(
+        await tx.run(
             "insert into assets (asset_id, account, name, media_type, created_at) values (?, ?, ?, ?, ?) "
             "on conflict (asset_id) do update set account = excluded.account, name = excluded.name, "
             "media_type = excluded.media_type",

@@ -31,6 +31,11 @@ class Tx(Protocol):
         """Run one statement; returns the number of rows it changed."""
         ...
 
+    async def run(self, sql: str, args: Args = ()) -> None:
+        """Run one statement whose outcome the unit does not look at (PostgreSQL sends it without
+        waiting for the answer; an error surfaces at the next read or at the commit)."""
+        ...
+
     async def rows(self, sql: str, args: Args = ()) -> list[dict[str, Any]]:
         """Run a query; every row as a dict keyed by column name."""
         ...

@@ -106,7 +106,7 @@ class StoreCore:
     async def _update_job(self, tx: Tx, job_id: str, changes: dict[str, Any]) -> None:
         """``UPDATE jobs`` of the given columns (names come from this package, never from input)."""
         sets = ", ".join(f"{column} = ?" for column in changes)
-        await tx.execute(f"update jobs set {sets} where id = ?", [*changes.values(), job_id])
+        await tx.run(f"update jobs set {sets} where id = ?", [*changes.values(), job_id])
 
     async def _event(
         self,
@@ -186,27 +186,29 @@ class StoreCore:
 
     async def _count(self, tx: Tx, status: str, delta: int) -> None:
         """Keep ``job_counts`` in step with the jobs table (same transaction)."""
-        changed = await tx.execute("update job_counts set n = n + ? where status = ?", [delta, status])
-        if not changed:
-            await tx.execute("insert into job_counts (status, n) values (?, ?)", [status, delta])
+        await tx.run(
+            "insert into job_counts (status, n) values (?, ?) "
+            "on conflict (status) do update set n = job_counts.n + excluded.n",
+            [status, delta],
+        )
 
     async def _announce(self, tx: Tx, moved: Moved) -> None:
         """Tell the other relays sharing the database (delivered only if the transaction commits)."""
-        await tx.notify({**moved.brief(), "origin": self.origin})
+        await tx.notify({"origin": self.origin, **moved.brief()})  # origin first: see SqlStore.subscribe
 
     async def _enqueue_runs(
         self, tx: Tx, job: dict[str, Any], transition_id: int, signal: Signal, now: str
     ) -> None:
         for name in self.routing.names(job.get("handlers"), signal):
             wait_for = ",".join(self.routing.after.get(name, ())) or None
-            await tx.execute(
+            await tx.run(
                 "insert into handler_runs (job_id, transition_id, handler, signal, status, attempts, "
                 "next_at, wait_for, created_at, updated_at) values (?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
                 [job["id"], transition_id, name, signal.value, time.time(), wait_for, now, now],
             )
 
     async def _new_attempt(self, tx: Tx, job_id: str, attempt: int) -> None:
-        await tx.execute(
+        await tx.run(
             "insert into attempts (job_id, attempt, reply_ref) values (?, ?, ?)",
             [job_id, attempt, f"{job_id}.{attempt}"],
         )

@@ -54,7 +54,7 @@ async def backfill_summaries(tx: Tx) -> None:
     for row in await tx.rows("select id, params from jobs where prompt is null and duration is null"):
         columns = summary_columns(json.loads(row["params"]))
         if columns["prompt"] is not None or columns["duration"] is not None:
-            await tx.execute(
+            await tx.run(
                 "update jobs set prompt = ?, duration = ? where id = ?",
                 [columns["prompt"], columns["duration"], row["id"]],
             )

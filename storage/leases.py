@@ -33,7 +33,7 @@ class LeasesMixin(StoreCore):
     @writes
     async def resign(self, tx: Tx, name: str, holder: str) -> None:
         """Give lease ``name`` up at once (a clean shutdown), so another relay need not wait it out."""
-        await tx.execute("delete from leases where name = ? and holder = ?", [name, holder])
+        await tx.run("delete from leases where name = ? and holder = ?", [name, holder])
 
     @reads
     async def lease(self, tx: Tx, name: str) -> dict[str, Any] | None:

@@ -294,25 +294,23 @@ async def _adopt_sqlite_utils(tx: Tx) -> set[str]:
 
 async def _apply_pending(tx: Tx, until: str | None = None) -> list[str]:
     await tx.lock_schema()
-    await tx.execute(
+    await tx.run(
         "create table if not exists relay_migrations (name text primary key, applied_at text not null)"
     )
     applied = {str(row["name"]) for row in await tx.rows("select name from relay_migrations")}
     if not applied and tx.dialect == "sqlite":
         for name in await _adopt_sqlite_utils(tx):
-            await tx.execute(
-                "insert into relay_migrations (name, applied_at) values (?, ?)", [name, iso_now()]
-            )
+            await tx.run("insert into relay_migrations (name, applied_at) values (?, ?)", [name, iso_now()])
             applied.add(name)
     done = []
     for migration in MIGRATIONS:
         if migration.name in applied:
             continue
         for statement in migration.statements:
-            await tx.execute(statement.replace("{id}", _ID[tx.dialect]))
+            await tx.run(statement.replace("{id}", _ID[tx.dialect]))
         if migration.backfill is not None:
             await migration.backfill(tx)
-        await tx.execute(
+        await tx.run(
             "insert into relay_migrations (name, applied_at) values (?, ?)", [migration.name, iso_now()]
         )
         done.append(migration.name)

@@ -63,7 +63,7 @@ class NoticesMixin(StoreCore):
             [email, signal.value, json.dumps(detail), at],
         )
         for name in self.routing.wanted.get(signal, ()):
-            await tx.execute(
+            await tx.run(
                 "insert into notice_runs (notice_id, handler, signal, status, attempts, next_at, "
                 "created_at, updated_at) values (?, ?, ?, 'pending', 0, ?, ?, ?)",
                 [notice_id, name, signal.value, time.time(), at, at],
@@ -73,14 +73,9 @@ class NoticesMixin(StoreCore):
 
     async def _account_changed(self, tx: Tx, email: str, signal: AccountSignal | None = None) -> None:
         """Tell the other relays (the one that schedules) that an account's state moved."""
-        await tx.notify(
-            {
-                "kind": "account",
-                "email": email,
-                "signal": signal.value if signal else None,
-                "origin": self.origin,
-            }
-        )
+        # origin first: a relay skips its own notices without decoding them (SqlStore.subscribe)
+        message = {"origin": self.origin, "kind": "account", "email": email}
+        await tx.notify({**message, "signal": signal.value if signal else None})
 
     # -- reading ------------------------------------------------------------------------------------
 

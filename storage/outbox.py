@@ -142,7 +142,7 @@ class OutboxMixin(StoreCore):
             changes["next_at"] = next_at
         # The try that ended, kept in its run's history (replays do not erase it); only while ours.
         # The run's updated_at still holds when it was claimed, i.e. when this try started.
-        await tx.execute(
+        await tx.run(
             "insert into handler_attempts (run_id, job_id, handler, round, attempt, outcome, output, "
             "error, started_at, finished_at) select id, job_id, handler, coalesce(replays, 0), attempts, "
             "?, ?, ?, updated_at, ? from handler_runs "
@@ -181,7 +181,7 @@ class OutboxMixin(StoreCore):
             names = ", ".join(sorted(r["handler"] for r in rows))
             raise Conflict(f"{names} of job {job_id} is running now; replay it once it has finished")
         ids = [r["id"] for r in idle]
-        await tx.execute(
+        await tx.run(
             "update handler_runs set status = 'pending', attempts = 0, next_at = ?, last_error = null, "
             "lease_owner = null, lease_until = null, updated_at = ?, replays = coalesce(replays, 0) + 1 "
             f"where id in ({marks(ids)})",

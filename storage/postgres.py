@@ -1,7 +1,9 @@
 """The PostgreSQL connector: psycopg 3 (async) over a psycopg_pool pool, for several relays on one database.
 
-Each unit runs in a transaction of its own on a pooled connection; concurrent units commit in
-parallel and PostgreSQL flushes their commits to the WAL together. A unit that lost a deadlock or a
+Each unit runs in a transaction of its own on a pooled connection, in pipeline mode: the statements
+whose answer the unit does not read (:meth:`~.connector.Tx.run`) go out without waiting, so a
+callback's writes and its ``COMMIT`` cost a couple of round trips, not one each. Concurrent units
+commit in parallel and PostgreSQL flushes their commits to the WAL together. A unit that lost a deadlock or a
 serialization conflict to another relay is run again from the start (it has no effect outside the
 database). Queries keep the store's ``?`` placeholders and are sent as ``$1, $2…`` through a raw
 (server-side binding) cursor, which psycopg prepares once they repeat.
@@ -88,11 +90,19 @@ class PostgresTx:
     skip_locked = " for update skip locked"
     now = "extract(epoch from clock_timestamp())::float8"
 
-    def __init__(self, conn: psycopg.AsyncConnection[dict[str, Any]]) -> None:
+    def __init__(
+        self, conn: psycopg.AsyncConnection[dict[str, Any]], pipeline: psycopg.AsyncPipeline | None = None
+    ) -> None:
         self.conn = conn
+        self.pipeline = pipeline
+
+    async def run(self, sql: str, args: Args = ()) -> None:
+        await self.conn.execute(numbered(sql), _args(args))
 
     async def execute(self, sql: str, args: Args = ()) -> int:
         cursor = await self.conn.execute(numbered(sql), _args(args))
+        if self.pipeline is not None:
+            await self.pipeline.sync()  # the row count is known only once the answer is in
         return cursor.rowcount
 
     async def rows(self, sql: str, args: Args = ()) -> list[dict[str, Any]]:
@@ -114,6 +124,8 @@ class PostgresTx:
 
     async def lock_schema(self) -> None:
         await self.conn.execute("select pg_advisory_xact_lock($1)", [SCHEMA_LOCK])
+        if self.pipeline is not None:
+            await self.pipeline.sync()
 
 
 class PostgresConnector:
@@ -136,6 +148,13 @@ class PostgresConnector:
         self._listener: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
+        try:  # one plain attempt first: a wrong URL or a server that is down fails fast, and says why
+            probe = await psycopg.AsyncConnection.connect(self.url, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1].strip()
+            message = f"cannot connect to PostgreSQL at {self.where}: {reason} (check RELAY_DB)"
+            raise StorageUnavailable(message) from None
+        await probe.close()
         try:
             await self._pool.open(wait=True, timeout=15.0)
         except (PoolTimeout, psycopg.OperationalError) as exc:

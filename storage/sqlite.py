@@ -68,6 +68,9 @@ class SQLiteTx:
     async def execute(self, sql: str, args: Args = ()) -> int:
         return self.conn.execute(sql, args).rowcount
 
+    async def run(self, sql: str, args: Args = ()) -> None:
+        self.conn.execute(sql, args)
+
     async def rows(self, sql: str, args: Args = ()) -> list[dict[str, Any]]:
         cursor = self.conn.execute(sql, args)
         names = [column[0] for column in cursor.description]

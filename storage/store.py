@@ -60,9 +60,13 @@ class SqlStore(
     async def subscribe(self, on_move: Foreign) -> None:
         """Call ``on_move(brief)`` for each job another relay moved (``None``: some may be missed)."""
 
+        own = json.dumps({"origin": self.origin}, separators=(",", ":"))[:-1] + ","
+
         def on_notice(payload: str | None) -> None:
             if payload is None:
                 on_move(None)
+                return
+            if payload.startswith(own):  # our own notice, back from the server: no need to decode it
                 return
             try:
                 brief = json.loads(payload)

@@ -61,7 +61,7 @@ class SubmitMixin(StoreCore):
         attempt = await tx.one(
             "select reply_ref from attempts where job_id = ? and attempt = ?", [job_id, job["attempt"]]
         )
-        await tx.execute(
+        await tx.run(
             "update attempts set token_hash = ?, account = ? where job_id = ? and attempt = ?",
             [token_hash(token), account, job_id, job["attempt"]],
         )
@@ -80,7 +80,7 @@ class SubmitMixin(StoreCore):
         """
         detail = f"{task_id} {how}".strip()
         job = await self._job_row(tx, ticket.job_id, lock=True)
-        await tx.execute(
+        await tx.run(
             "update attempts set task_id = ?, account = ?, submitted_at = ? where job_id = ? and attempt = ?",
             [task_id, account, iso_now(), ticket.job_id, ticket.attempt],
         )

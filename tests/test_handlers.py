@@ -4,6 +4,7 @@ real dispatcher and a real SQLite outbox."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import subprocess
 import sys
@@ -163,6 +164,44 @@ async def test_dispatcher_schedules_no_sooner_than_retry_after(
 async def _with(check: Callable[[], Any], predicate: Callable[[Any], bool]) -> Any:
     value = await check()
     return value if predicate(value) else None
+
+
+class _RunsOutOfFiles:
+    """A handler whose first try meets "too many open files" (a load spike), then succeeds."""
+
+    name = "flaky"
+    events = frozenset({Signal.SUCCEEDED})
+    max_attempts = 1  # a counted failure would end the run dead at once
+    retry_base = 0.01
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    async def run(self, job: dict[str, Any], event: Any) -> str:
+        self.tries += 1
+        if self.tries == 1:
+            try:
+                raise OSError(errno.EMFILE, "Too many open files")
+            except OSError as exc:
+                raise RuntimeError("could not connect") from exc  # as httpx wraps it
+        return "done on the second try"
+
+
+async def test_running_out_of_file_descriptors_does_not_count_as_a_try(tmp_path: Path) -> None:
+    async with handler_context(tmp_path, ("flaky",)) as ctx:
+        store: Any = ctx.store
+        handler = _RunsOutOfFiles()
+        job = await succeeded_job(store)
+        (run,) = await store.claim_runs("test", 1e12, 1, 60)
+        dispatcher = Dispatcher(store, {"flaky": handler}, "test")
+        await dispatcher._execute(run)  # the first try: EMFILE
+        state = await run_state(store, job["id"], "flaky")()
+        assert state["status"] == "pending" and state["attempts"] == 0  # not counted, not dead
+        assert state["last_error"] == "RuntimeError: could not connect"
+        (again,) = await store.claim_runs("test", 2e12, 1, 60)
+        await dispatcher._execute(again)
+        done = await run_state(store, job["id"], "flaky")()
+    assert done["status"] == "done" and handler.tries == 2
 
 
 def test_retry_after_header_forms() -> None:

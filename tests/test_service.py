@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from runway_relay.coordination import guard
 from runway_relay.service import Relay
 from runway_relay.settings import load_settings
+
+from conftest import RelayProcess, free_port, relay_env
 
 
 def test_a_failing_loop_is_restarted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -28,3 +32,24 @@ def test_a_failing_loop_is_restarted(tmp_path: Path, caplog: pytest.LogCaptureFi
     asyncio.run(main())
     assert len(calls) == 2
     assert "the test loop stopped unexpectedly; restarting it" in caplog.text
+
+
+def _serve(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    port = str(free_port())
+    argv = [sys.executable, "-m", "runway_relay", "serve", "--port", port]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+
+def test_serve_stops_with_a_clear_message_when_postgresql_cannot_be_reached(tmp_path: Path) -> None:
+    env = relay_env(tmp_path, RELAY_DB=f"postgresql://postgres@127.0.0.1:{free_port()}/relay")
+    done = _serve(env, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "database error: cannot connect to PostgreSQL at 127.0.0.1" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_second_serve_on_one_sqlite_file_is_refused(relay: RelayProcess, tmp_path: Path) -> None:
+    done = _serve(relay.env, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "already served by a relay" in done.stderr and "postgresql://" in done.stderr
+    assert relay.api("GET", "/healthz").status_code == 200  # the first one is untouched
