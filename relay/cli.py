@@ -457,6 +457,7 @@ def accounts(ctx: click.Context, server: str, api_key: str | None, as_json: bool
     `runway-relay accounts resume EMAIL` lifts a pause (or brings an account back into rotation).
     """
     if ctx.invoked_subcommand is not None:
+        ctx.obj = {"server": server, "api_key": api_key}  # `accounts --server X resume E` works too
         return
     from .accounts import account_table
 
@@ -468,10 +469,15 @@ def accounts(ctx: click.Context, server: str, api_key: str | None, as_json: bool
 @SERVER
 @API_KEY
 @click.argument("email")
-def resume(server: str, api_key: str | None, email: str) -> None:
+@click.pass_context
+def resume(ctx: click.Context, server: str, api_key: str | None, email: str) -> None:
     """Lift the account's moderation pause and bring it back into rotation."""
     from urllib.parse import quote
 
+    given = ctx.obj or {}
+    if ctx.get_parameter_source("server") is click.core.ParameterSource.DEFAULT:
+        server = given.get("server") or server
+    api_key = api_key or given.get("api_key")
     answer = Client(server, api_key).call("POST", f"/api/accounts/{quote(email, safe='@')}/resume")
     lifted = answer["lifted"]
     click.echo(f"{email}: lifted " + "; ".join(lifted) if lifted else f"{email}: nothing to lift")

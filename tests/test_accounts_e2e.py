@@ -189,7 +189,9 @@ def test_a_broken_session_takes_the_account_out_of_rotation_and_no_job_fails(tmp
         assert pinned["status"] == "rejected" and "a@sim.test is out of rotation" in pinned["error"]
         assert "accounts resume" in pinned["error"]
         httpx.post(f"{url}/sim/accounts/{A}", json={"broken": False}, timeout=5)  # fixed at useapi.net
-        assert cli("accounts", "resume", A, server=relay.url).returncode == 0
+        command = [sys.executable, "-m", "runway_relay", "accounts", "--server", relay.url, "resume", A]
+        resumed = subprocess.run(command, capture_output=True, text=True, timeout=60)  # the group's --server
+        assert resumed.returncode == 0 and "lifted out of rotation" in resumed.stdout, resumed.stderr
         again = finish(relay, submit(relay, model="gen4.5", text_prompt="pinned again", email=A)["id"])
         assert again["status"] == "succeeded" and again["account"] == A
         wait_until(lambda: posted(slack, "out of rotation"), what="Slack told")
