@@ -167,7 +167,7 @@ class Dispatcher:
                             time.time() + NOTICE_CHECK, due if due is not None else math.inf
                         )
                     for run in claimed:
-                        task = asyncio.create_task(self._execute(outbox.kind, run))
+                        task = asyncio.create_task(self._execute(run, outbox.kind))
                         self._running[(outbox.kind, int(run["id"]))] = task
                         task.add_done_callback(self._finished)
                 await self._sleep()
@@ -220,7 +220,7 @@ class Dispatcher:
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=timeout)
 
-    async def _execute(self, kind: str, run: dict[str, Any]) -> None:
+    async def _execute(self, run: dict[str, Any], kind: str = "job") -> None:
         name, attempts = run["handler"], int(run["attempts"])
         handler = self.handlers.get(name)
         if handler is None:
