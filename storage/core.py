@@ -122,8 +122,8 @@ class StoreCore:
         body: str | None = None,
         attempt: int | None = None,
         at: str | None = None,
-    ) -> int:
-        return await tx.insert(
+    ) -> None:
+        await tx.run(
             "insert into events (job_id, attempt, source, kind, outcome, status, progress, detail, body, at) "
             "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
