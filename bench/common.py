@@ -196,7 +196,7 @@ def _wait_up(server: Server, path: str, timeout: float = 60.0) -> Server:
 
 
 @contextlib.contextmanager
-def _serve(
+def serve(
     workdir: Path, name: str, argv: list[str], env: dict[str, str] | None = None, port: int | None = None
 ) -> Iterator[Server]:
     """Run ``argv`` with ``port`` (default: a free one) appended, as a server process, until the end."""
@@ -220,14 +220,14 @@ def relay_server(workdir: Path, db: str | Path, port: int | None = None, **env: 
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "USEAPI_"))}
     clean.update({"RELAY_DB": str(db), "RELAY_DOWNLOAD_DIR": str(workdir / "downloads"), **env})
     argv = [sys.executable, "-m", "runway_relay", "serve", "--port"]
-    with _serve(workdir, "relay", argv, clean, port) as server:
+    with serve(workdir, "relay", argv, clean, port) as server:
         yield server
 
 
 @contextlib.contextmanager
 def bare_server(workdir: Path) -> Iterator[Server]:
     """The bare Starlette endpoint (``python bench/common.py bare PORT``)."""
-    with _serve(workdir, "bare", [sys.executable, str(Path(__file__).resolve()), "bare"]) as server:
+    with serve(workdir, "bare", [sys.executable, str(Path(__file__).resolve()), "bare"]) as server:
         yield server
 
 

@@ -158,6 +158,41 @@ def relays(work: Path, db: str, count: int, env: dict[str, str]) -> Iterator[lis
         yield started
 
 
+def not_scheduling(started: list[Any]) -> Any:
+    """With several relays, one that does not schedule (the job must cross to the one that does)."""
+    if len(started) == 1:
+        return started[0]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        leading = [bool(httpx.get(f"{r.url}/healthz", timeout=5).json().get("scheduling")) for r in started]
+        if any(leading):
+            return started[leading.index(False)]
+        time.sleep(0.1)
+    raise TimeoutError("no relay schedules")
+
+
+def queue_to_create(sim: Simulator, url: str, count: int = 10) -> list[float]:
+    """With every slot free: one job at a time through ``url``, seconds from its ``POST /api/jobs`` to
+    its create reaching upstream (with two relays ``url`` is one that does not schedule)."""
+    latencies = []
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for n in range(count):
+            body = {"model": "gen4.5", "duration": 2, "text_prompt": f"pickup {n}"}
+            sent = time.monotonic()
+            job = client.post("/api/jobs", json=body).raise_for_status().json()
+            ref = f"{job['id']}.1"
+            deadline = sent + 10
+            while time.monotonic() < deadline:
+                seen = [e["at"] for e in list(sim.engine.create_log) if e.get("replyRef") == ref]
+                if seen:
+                    latencies.append(seen[0] - sent)
+                    break
+                time.sleep(0.001)
+            while any(t.active for t in list(sim.tasks.values())):  # let it end: all slots free again
+                time.sleep(0.01)
+    return latencies
+
+
 def run(scenario: Scenario, jobs: int, step: float, work: Path, count: int = 1) -> dict[str, Any]:
     """One scenario end to end; returns the figures."""
     with contextlib.ExitStack() as stack:
@@ -173,6 +208,7 @@ def _run(scenario: Scenario, jobs: int, step: float, work: Path, db: str, count:
     env = {"USEAPI_TOKEN": "bench", "RELAY_DOWNLOAD_ALLOW_PRIVATE": "1", "RELAY_LOG_LEVEL": "WARNING"}
     with serve(app) as url, relays(work, db, count, {"USEAPI_BASE_URL": url, **env}) as started:
         wait_accounts(db, len(scenario.accounts))
+        pickup = queue_to_create(sim, not_scheduling(started).url)
         began = time.monotonic()
         refs = {f"{job_id}.1" for job_id in submit_all([r.url for r in started], jobs)}
         deadline = time.monotonic() + 170
@@ -183,7 +219,7 @@ def _run(scenario: Scenario, jobs: int, step: float, work: Path, db: str, count:
             time.sleep(0.1)
         elapsed = time.monotonic() - began
         time.sleep(0.3)  # let the last callbacks land before the relays stop
-    return measure(scenario, sim, ours, elapsed)
+    return {**measure(scenario, sim, ours, elapsed), "pickup": pickup}
 
 
 def measure(scenario: Scenario, sim: Simulator, tasks: list[SimTask], elapsed: float) -> dict[str, Any]:
@@ -256,6 +292,11 @@ def report(scenario: Scenario, figures: dict[str, Any]) -> None:
     print(
         f"  refill latency      p50 {percentile(lat, 0.5):.1f} ms  p99 {percentile(lat, 0.99):.1f} ms  "
         f"max {max(lat, default=float('nan')):.1f} ms   ({len(lat)} refills; goal < 100 ms)"
+    )
+    pickup = [x * 1000 for x in figures["pickup"]]
+    print(
+        f"  queued -> created   p50 {percentile(pickup, 0.5):.1f} ms  "
+        f"max {max(pickup, default=float('nan')):.1f} ms   ({len(pickup)} jobs one at a time; goal < 100 ms)"
     )
     peaks = ", ".join(f"{email.split('@')[0]} {n}" for email, n in figures["peak"].items())
     print(f"  most at once        {peaks}   (per account)")
