@@ -34,11 +34,13 @@ from .poller import Poller
 from .scheduler import Scheduler
 from .settings import Settings
 from .states import AccountSignal, AnySignal, Signal
-from .storage import IngestResult, Moved, Notice, Routing, open_store
+from .storage import IngestResult, Moved, Notice, Routing, iso_at, open_store
 from .taskparse import TaskParseError, account_of, parse_task
 from .upstream import Upload, Upstream
 
 log = logging.getLogger("runway_relay")
+
+CATCH_UP_MARGIN = 5.0  # seconds: relays' clocks differ a little
 
 MAX_CALLBACK_BYTES = 1024 * 1024
 
@@ -99,6 +101,9 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
         self._foreign_ids: set[str] = set()
         self._foreign_flush: asyncio.Task[None] | None = None
+        self._heard_at = time.time()  # the last notice from another relay (or catch-up)
+        self._catch_up: asyncio.Task[None] | None = None
+        self._catch_up_again = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -142,8 +147,9 @@ class Relay:
         await self.scheduler.drain(5)
         await self.dispatcher.drain(5)
         await self.leadership.resign()
-        if self._foreign_flush is not None:
-            self._foreign_flush.cancel()
+        for task in (self._foreign_flush, self._catch_up):
+            if task is not None:
+                task.cancel()
         if self.simulator is not None:
             await self.simulator.aclose()
         await self.http.aclose()
@@ -196,7 +202,12 @@ class Relay:
             self.accounts.changed()
             self.scheduler.wake()
             self.dispatcher.wake(notice=None)
+            if self.live.listening:
+                self._catch_up_again = True
+                if self._catch_up is None or self._catch_up.done():
+                    self._catch_up = asyncio.create_task(self._show_missed_moves())
             return
+        self._heard_at = time.time()
         if brief.get("kind") == "account":  # an account's guard state moved (a pause, a resume, credits)
             self.accounts.changed()
             if brief.get("signal") == AccountSignal.RESUMED.value:
@@ -220,6 +231,21 @@ class Relay:
                 self.live.publish(await self.store.get_job(job_id))
             except Exception as exc:  # a deleted job, or the database away: the next notice will do
                 log.debug("could not show job=%s moved elsewhere: %s", job_id, exc)
+
+    async def _show_missed_moves(self) -> None:
+        """Notices from the other relays may have been lost: show the live views every job moved since
+        the last one heard (a few seconds more, as relays' clocks differ)."""
+        while self._catch_up_again:
+            self._catch_up_again = False
+            since, self._heard_at = self._heard_at - CATCH_UP_MARGIN, time.time()
+            try:
+                jobs = await self.store.jobs_moved_since(str(iso_at(since)))
+            except Exception as exc:  # the database is away too: the next notice (or loss) will do
+                log.debug("could not catch up on moves made elsewhere: %s", exc)
+                continue
+            log.debug("caught up on %d job(s) moved elsewhere since %s", len(jobs), iso_at(since))
+            for job in reversed(jobs):  # oldest first, as they happened
+                self.live.publish(job)
 
     # -- the API's verbs ----------------------------------------------------------------------
 

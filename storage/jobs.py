@@ -94,6 +94,14 @@ class JobsMixin(StoreCore):
         return data
 
     @reads
+    async def jobs_moved_since(self, tx: Tx, since: str, limit: int = 200) -> list[dict[str, Any]]:
+        """The job JSON of the ``limit`` jobs updated last, at or after ``since`` (an ISO time)."""
+        rows = await tx.rows(
+            "select * from jobs where updated_at >= ? order by updated_at desc limit ?", [since, limit]
+        )
+        return await self._jobs_json(tx, rows)
+
+    @reads
     async def job_json(self, tx: Tx, row: dict[str, Any]) -> dict[str, Any]:
         """The public job JSON of a stored row (as a write returned it), with runs and artifacts."""
         return (await self._jobs_json(tx, [row]))[0]

@@ -278,6 +278,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             "create unique index idx_notice_runs_notice_id_handler on notice_runs (notice_id, handler)",
         ),
     ),
+    Migration(
+        "m009_jobs_updated_at_index",
+        # A relay that may have missed the other relays' notices shows the jobs moved meanwhile.
+        ("create index idx_jobs_updated_at on jobs (updated_at)",),
+    ),
 )
 
 
