@@ -168,7 +168,15 @@ class Scheduler(CreateOutcomes):
                 raise
         now, unresolved = time.time(), 0
         for job in stuck:
-            ticket = SubmitTicket(job["id"], int(job["attempt"]), job["reply_ref"], "", {}, job["account"])
+            ticket = SubmitTicket(
+                job["id"],
+                int(job["attempt"]),
+                job["reply_ref"],
+                "",
+                {},
+                job["account"],
+                job["token_hash"] or "",
+            )
             if job["task_id"]:
                 how = "reconciled after a restart: a callback had named the task"
                 await self._accepted(ticket, job["task_id"], None, how)
@@ -360,11 +368,12 @@ class Scheduler(CreateOutcomes):
         while found.task is None:
             await asyncio.sleep(exponential(tries, base=self.retry_base, cap=RETRY_CAP))
             tries += 1
-            wanted = await self.store.still_submitting(ticket)
             found = await self._lookup(ticket)
-            if found.task is None and not wanted:
-                return False  # cancelled meanwhile, and nothing landed upstream
-            if found.task is None and found.looked:
+            if found.task is not None:
+                break
+            if not await self.store.still_submitting(ticket):
+                return False  # cancelled, or another relay schedules now: nothing of ours landed upstream
+            if found.looked:
                 return True
         how = f"found {found.where} after a failed create"
         await self._accepted(ticket, str(found.task["taskId"]), stored_body(found.task), how)

@@ -25,6 +25,10 @@ class SubmitTicket:
     token: str
     params: dict[str, Any]
     account: str | None
+    # Whose create this is: the hash of its callback token, as on the attempt row (a relay that took
+    # the job over writes a new one) and the relay that sent it (which must still hold the lease).
+    owner_hash: str = ""
+    holder: str = ""
 
     def __repr__(self) -> str:  # never print the token
         return f"SubmitTicket(job_id={self.job_id!r}, attempt={self.attempt})"

@@ -39,11 +39,7 @@ class SubmitMixin(StoreCore):
         ``None`` when the job is not queued any more, or when ``holder`` no longer holds the
         scheduler's lease (another relay schedules now).
         """
-        lease = await tx.one(
-            f"select holder from leases where name = ? and holder = ? and expires_at > {tx.now}",
-            [SCHEDULER_LEASE, holder],
-        )
-        if lease is None:
+        if not await self._holds_lease(tx, holder):
             return None
         job = await self._job_row(tx, job_id, lock=True)
         if job["status"] != Status.QUEUED.value or job["submitting_since"]:
@@ -67,7 +63,25 @@ class SubmitMixin(StoreCore):
         )
         assert attempt is not None
         params = json.loads(job["params"])
-        return SubmitTicket(job_id, int(job["attempt"]), attempt["reply_ref"], token, params, account)
+        return SubmitTicket(
+            job_id,
+            int(job["attempt"]),
+            attempt["reply_ref"],
+            token,
+            params,
+            account,
+            token_hash(token),
+            holder,
+        )
+
+    async def _owned(self, tx: Tx, ticket: SubmitTicket) -> bool:
+        """Whether the ticket's create is still the job's current one: no relay that took the job over
+        (after this one lost the scheduler's lease) has written a new token since."""
+        row = await tx.one(
+            "select token_hash from attempts where job_id = ? and attempt = ?",
+            [ticket.job_id, ticket.attempt],
+        )
+        return row is not None and row["token_hash"] == ticket.owner_hash
 
     @writes
     async def record_submitted(
@@ -80,6 +94,10 @@ class SubmitMixin(StoreCore):
         """
         detail = f"{task_id} {how}".strip()
         job = await self._job_row(tx, ticket.job_id, lock=True)
+        if not await self._owned(tx, ticket):  # another relay created it again meanwhile: keep ours out
+            detail += " (this create was superseded by another relay's; its task is not the job's)"
+            await self._event(tx, job, "upstream", "create", "orphan", detail=detail, body=body)
+            return Moved(job, job["status"])
         await tx.run(
             "update attempts set task_id = ?, account = ?, submitted_at = ? where job_id = ? and attempt = ?",
             [task_id, account, iso_now(), ticket.job_id, ticket.attempt],
@@ -121,6 +139,9 @@ class SubmitMixin(StoreCore):
         ``avoid``: an account that refused the job for want of credits; the job tries the others.
         """
         job = await self._job_row(tx, ticket.job_id, lock=True)
+        if not await self._owned(tx, ticket):
+            await self._event(tx, job, "upstream", "create", "superseded", detail=reason, body=body)
+            return
         changes: dict[str, Any] = {"submitting_since": None, "next_submit_at": retry_at}
         if avoid:
             avoided = set(json.loads(job.get("avoid_accounts") or "[]")) | {avoid}
@@ -137,19 +158,37 @@ class SubmitMixin(StoreCore):
         ``submitting_since`` moves to now, so a restart treats the next try as freshly sent.
         """
         job = await self._job_row(tx, ticket.job_id, lock=True)
-        if job["attempt"] == ticket.attempt and job["submitting_since"]:
+        if job["attempt"] == ticket.attempt and job["submitting_since"] and await self._owned(tx, ticket):
             await self._update_job(tx, ticket.job_id, {"submitting_since": time.time()})
         await self._event(tx, job, "upstream", "create", "transient", detail=reason, body=body)
 
-    @reads
+    @writes
     async def still_submitting(self, tx: Tx, ticket: SubmitTicket) -> bool:
-        """True while the ticket's create is still wanted (not cancelled, same attempt)."""
-        job = await self._job_row(tx, ticket.job_id)
-        return (
+        """True while the ticket's create is still wanted and still this relay's to send: the job is
+        not cancelled, no relay took it over, and the ticket's holder still holds the scheduler's lease.
+
+        Then ``submitting_since`` moves to now: a create about to be sent again is fresh, so a relay
+        that takes the lease over right after waits its grace before it would queue the job again.
+        """
+        job = await self._job_row(tx, ticket.job_id, lock=True)
+        wanted = (
             job["attempt"] == ticket.attempt
             and bool(job["submitting_since"])
             and job["status"] == Status.QUEUED.value
+            and await self._owned(tx, ticket)
         )
+        if wanted and ticket.holder:
+            wanted = await self._holds_lease(tx, ticket.holder)
+        if wanted:
+            await self._update_job(tx, ticket.job_id, {"submitting_since": time.time()})
+        return wanted
+
+    async def _holds_lease(self, tx: Tx, holder: str) -> bool:
+        lease = await tx.one(
+            f"select holder from leases where name = ? and holder = ? and expires_at > {tx.now}",
+            [SCHEDULER_LEASE, holder],
+        )
+        return lease is not None
 
     @writes
     async def record_rejected(
@@ -157,6 +196,9 @@ class SubmitMixin(StoreCore):
     ) -> Moved | None:
         """The upstream refused the create (400/401/402): ``rejected``, message kept."""
         job = await self._job_row(tx, ticket.job_id, lock=True)
+        if not await self._owned(tx, ticket):
+            await self._event(tx, job, "upstream", "create", "superseded", detail=message, body=body)
+            return None
         await self._event(tx, job, "upstream", "create", "rejected", detail=message, body=body)
         try:
             decision = on_rejected(self._state(job))
@@ -217,7 +259,7 @@ class SubmitMixin(StoreCore):
         """Jobs whose create call was in flight when its relay stopped (with their replyRef)."""
         return await tx.rows(
             "select j.id, j.attempt, j.status, j.account, j.task_id, j.submitting_since, j.params, "
-            "j.created_at, a.reply_ref from jobs j "
+            "j.created_at, a.reply_ref, a.token_hash from jobs j "
             "join attempts a on a.job_id = j.id and a.attempt = j.attempt "
             "where j.submitting_since is not null order by j.id"
         )

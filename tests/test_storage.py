@@ -296,3 +296,38 @@ async def test_two_stores_on_one_postgresql_database_share_it(pg_url: str) -> No
         assert (await b.get_job(moved.job_id))["status"] == "queued"
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+async def test_a_relay_that_lost_the_lease_cannot_send_or_record_its_create_again(store: Store) -> None:
+    """Relay A's create failed (no answer); A loses the lease while alive; B takes over, queues the job
+    again and sends its own create. A's late steps must neither resend nor overwrite B's."""
+    moved = await store.create_job("gen4.5", {"model": "gen4.5", "text_prompt": "x"}, None)
+    job_id = moved.job_id
+    ours = await store.begin_submit(job_id, None, "relay-a")
+    assert ours is not None and await store.still_submitting(ours)
+
+    await store.resign(SCHEDULER_LEASE, "relay-a")
+    assert not await store.still_submitting(ours)  # the lease is gone: no resend
+    assert await store.lead(SCHEDULER_LEASE, "relay-b", 60)
+    (stuck,) = await store.submitting_jobs()
+    found_nothing = SubmitTicket(
+        job_id, stuck["attempt"], stuck["reply_ref"], "", {}, None, stuck["token_hash"], "relay-b"
+    )
+    await store.record_deferred(found_nothing, 0.0, "not upstream: queued again")
+    theirs = await store.begin_submit(job_id, None, "relay-b")
+    assert theirs is not None
+
+    assert await store.lead(SCHEDULER_LEASE, "relay-a", 60) is False
+    assert not await store.still_submitting(ours)  # taken over: never resent, even with a lease
+    await store.record_deferred(ours, 0.0, "429")  # does not free B's create
+    assert await store.record_rejected(ours, "400", None) is None
+    await store.record_submitted(ours, "task-of-a", "a@b.c", "{}")  # an orphan: not the job's task
+    job = await store.job_row(job_id)
+    assert (job["status"], job["task_id"], bool(job["submitting_since"])) == ("queued", None, True)
+    assert await scalar(store, "select task_id from attempts where job_id = ?", [job_id]) is None
+
+    await store.record_submitted(theirs, "task-of-b", "a@b.c", "{}")
+    job = await store.get_job(job_id, events=True)
+    assert (job["status"], job["task_id"]) == ("submitted", "task-of-b")
+    outcomes = [e["outcome"] for e in job["events"] if e["kind"] == "create"]
+    assert outcomes == ["deferred", "superseded", "superseded", "orphan", "applied"]
