@@ -166,9 +166,11 @@ class OutboxMixin(StoreCore):
         if that leaves nothing to replay, the answer is :class:`Conflict`.
         """
         job = await self._job_row(tx, job_id, lock=True)
+        # Locked: a relay claiming one of these runs meanwhile either committed first (it reads as
+        # running here) or skips it (its claim skips locked rows), never both.
         rows = await tx.rows(
             "select * from handler_runs where transition_id = (select max(transition_id) "
-            "from handler_runs where job_id = ?)",
+            f"from handler_runs where job_id = ?){tx.for_update}",
             [job_id],
         )
         if handler is not None:

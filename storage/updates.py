@@ -63,10 +63,13 @@ class UpdatesMixin(AccountsMixin):
     @grouped
     async def ingest_callback(self, tx: Tx, token: str, update: TaskUpdate, body: str) -> IngestResult:
         """Match a callback by its token (and replyRef) and apply it atomically, committed on return."""
-        # The attempt and its job in one statement: this is the hottest read of the relay.
+        # The attempt and its job in one statement: this is the hottest read of the relay. Only the job
+        # row is locked: a create's answer locks the job, then updates the attempt, so locking the
+        # attempt here too would take the two locks in the other order (a deadlock on PostgreSQL).
+        lock = f"{tx.for_update} of jobs" if tx.for_update else ""
         job = await tx.one(
             "select a.attempt as token_attempt, a.reply_ref as token_reply_ref, jobs.* "
-            f"from attempts a join jobs on jobs.id = a.job_id where a.token_hash = ?{tx.for_update}",
+            f"from attempts a join jobs on jobs.id = a.job_id where a.token_hash = ?{lock}",
             [token_hash(token)],
         )
         if job is None:
