@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import UpstreamError
 from .storage import Store
-from .tasklookup import SentCreate, match_created
+from .tasklookup import Ambiguous, SentCreate, match_created
 from .upstream import Upstream
 
 log = logging.getLogger("runway_relay.scheduler")
 
 BY_REPLY_REF = "by replyRef in GET scheduler/"
+
+
+AMBIGUOUS_WAIT = 60.0  # seconds after a create during which several matching tasks are not guessed at
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,13 @@ def sent_create(row: dict[str, Any], reply_ref: str) -> SentCreate:
         prompt=params.get("text_prompt"),
         account=row.get("account") or params.get("email"),
         sent_at=float(row.get("submitting_since") or 0.0),
+        seconds=_integer(params.get("duration")),
+        seed=_integer(params.get("seed")),
     )
+
+
+def _integer(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class Finder:
@@ -70,7 +80,17 @@ class Finder:
             )
             return Found(None, looked=False)
         known = await self.store.known_task_ids([str(t.get("taskId")) for t in recent if t.get("taskId")])
-        task = match_created(recent, sent, known - {""})
+        known |= {str(t["taskId"]) for ref, t in running.items() if ref != sent.reply_ref}
+        try:
+            task = match_created(recent, sent, known - {""})
+        except Ambiguous as exc:
+            if time.time() - sent.sent_at < AMBIGUOUS_WAIT:  # the others' answers may yet tell them apart
+                await self.store.record_lookup(sent.job_id, "error", f"{exc}; looking again later")
+                return Found(None, looked=False)
+            # Still undecided: the tasks asked for the same thing, so take the earliest; the job left
+            # over then sees one candidate fewer (the adopted task is known from now on).
+            await self.store.record_lookup(sent.job_id, "ambiguous", f"{exc}; adopted the earliest")
+            task = exc.earliest
         if task is not None:
             how = "replyRef" if task.get("replyRef") == sent.reply_ref else "model, prompt and time"
             return Found(dict(task), f"by {how} in GET tasks/ (it had ended already)")

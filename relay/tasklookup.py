@@ -29,6 +29,8 @@ class SentCreate:
     prompt: str | None
     account: str | None
     sent_at: float  # epoch seconds; the create went out at or after this
+    seconds: int | None = None  # the duration asked for (the task's ``options.seconds``)
+    seed: int | None = None  # the seed asked for, if any (the task's ``options.seed``)
 
 
 def created_at(task: Mapping[str, Any]) -> float | None:
@@ -50,8 +52,19 @@ def _matches(task: Mapping[str, Any], sent: SentCreate) -> bool:
         return False
     if sent.account and account_of(task.get("taskId")) not in (None, sent.account):
         return False
+    for asked, listed in ((sent.seconds, options.get("seconds")), (sent.seed, options.get("seed"))):
+        if asked is not None and listed is not None and str(listed) != str(asked):
+            return False
     when = created_at(task)
     return when is not None and when >= sent.sent_at - CLOCK_SKEW
+
+
+class Ambiguous(Exception):
+    """Several listed tasks could be the create: adopting one might take another job's task."""
+
+    def __init__(self, sent: SentCreate, candidates: list[Mapping[str, Any]]) -> None:
+        super().__init__(f"{len(candidates)} recent tasks match {sent.reply_ref}'s model, prompt and time")
+        self.earliest = min(candidates, key=lambda t: created_at(t) or 0.0)
 
 
 def match_created(
@@ -59,9 +72,11 @@ def match_created(
 ) -> Mapping[str, Any] | None:
     """The listed task that is ``sent``'s create, or ``None``.
 
-    A task carrying ``sent``'s replyRef is it. Otherwise the earliest task created after the send,
-    with the same model, prompt and account and no replyRef of its own, that no other job already
-    owns (``known`` task ids).
+    A task carrying ``sent``'s replyRef is it. Otherwise the one task created after the send, with
+    the same model, prompt, account, duration and seed and no replyRef of its own, that no other job
+    owns (``known`` task ids: recorded by a job, or running under another replyRef). Raises
+    :class:`Ambiguous` when more than one fits: two jobs asked for the same thing at about the same
+    time (a compare group, image-to-video without a prompt), and only their replyRefs tell them apart.
     """
     candidates = []
     for task in tasks:
@@ -74,6 +89,6 @@ def match_created(
         if ref or task_id in known or not _matches(task, sent):
             continue
         candidates.append(task)
-    if not candidates:
-        return None
-    return min(candidates, key=lambda t: created_at(t) or 0.0)
+    if len(candidates) > 1:
+        raise Ambiguous(sent, candidates)
+    return candidates[0] if candidates else None
