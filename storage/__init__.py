@@ -7,6 +7,8 @@ talks to the :class:`Store` protocol only, never knowing which one it is.
 
 from __future__ import annotations
 
+import sqlite3
+
 from ..errors import StorageUnavailable
 from .accounts import avoided, iso_at
 from .interface import JobView, Store
@@ -35,6 +37,10 @@ async def check(url: str) -> str | None:
         await store.open()
     except (StorageUnavailable, DatabaseInUse, ImportError) as exc:
         return str(exc)
+    except sqlite3.DatabaseError as exc:  # a file that is not a SQLite database, a corrupt one
+        return f"RELAY_DB={url} cannot be used as a SQLite database: {exc}"
+    except Exception as exc:  # the database refused the schema (permissions, an older server…)
+        return f"RELAY_DB cannot be used: {type(exc).__name__}: {exc}"
     await store.close()
     return None
 

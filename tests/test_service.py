@@ -48,6 +48,15 @@ def test_serve_stops_with_a_clear_message_when_postgresql_cannot_be_reached(tmp_
     assert "Traceback" not in done.stderr
 
 
+def test_serve_stops_with_a_clear_message_when_relay_db_is_not_a_database(tmp_path: Path) -> None:
+    (tmp_path / "notes.db").write_text("my notes, not a database\n" * 100)
+    done = _serve(relay_env(tmp_path, RELAY_DB=str(tmp_path / "notes.db")), tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "cannot be used as a SQLite database: file is not a database" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (tmp_path / "notes.db").read_text().startswith("my notes")  # untouched
+
+
 def test_a_second_serve_on_one_sqlite_file_is_refused(relay: RelayProcess, tmp_path: Path) -> None:
     done = _serve(relay.env, tmp_path)
     assert done.returncode == 2, done.stderr
