@@ -1,9 +1,10 @@
 """The console's reads: search and paging, compare groups, idempotency keys, handler history, usage.
 
 Every query here is portable SQL (``?`` placeholders, ``coalesce``, ``count``, ``group by``,
-``lower(...) like ?``, ``case``): PostgreSQL runs it as SQLite does. Nothing reads JSON in SQL; the
+``lower(...) like ?``, ``case``): PostgreSQL runs it as SQLite does (whose ``lower`` is Python's on
+our connections, folding every letter as PostgreSQL's does, not ASCII only). Nothing reads JSON in SQL; the
 columns the console filters on (``prompt``, ``duration``, ``group_id``, ``client_ref``) are written
-when a job is created (:func:`summary_columns`, migration ``m004_console``). Percentiles and rates
+when a job is created (:func:`summary_columns`, migration ``m006_console``). Percentiles and rates
 are computed above this package (:mod:`runway_relay.usage`), from the facts :meth:`usage_facts` reads.
 
 The write paths keep what these read: ``create_job`` stores the summary columns and honours a
@@ -89,7 +90,7 @@ class InsightsMixin(StoreCore):
         if q and q.strip():
             text = q.strip()
             where.append("(lower(prompt) like ? escape '!' or id like ? escape '!')")
-            args += [f"%{_like(text.lower())}%", f"{_like(text)}%"]
+            args += [f"%{_like(text.lower())}%", f"{_like(text.lower())}%"]  # ids are lower-case
         if cursor:
             where.append("id < ?")
             args.append(cursor)

@@ -39,6 +39,11 @@ _WRITE_FAILURES = ("readonly", "read-only", "disk is full", "disk i/o", "unable 
 MAX_GROUP = 64  # units that share one transaction (and one fsync) at most
 
 
+def _lower(value: Any) -> Any:
+    """SQL ``lower()`` as PostgreSQL's: SQLite's own folds ASCII letters only ("É" stays "É")."""
+    return value.lower() if isinstance(value, str) else value
+
+
 class DatabaseInUse(RuntimeError):
     """Another relay process serves this SQLite file."""
 
@@ -151,6 +156,7 @@ class SQLiteConnector:
         db.execute(f"PRAGMA synchronous={self._synchronous}")
         db.execute("PRAGMA busy_timeout=30000")
         db.execute("PRAGMA foreign_keys=ON")
+        conn.create_function("lower", 1, _lower, deterministic=True)
         self._db, self._tx = db, SQLiteTx(conn)
 
     def _take_file_lock(self) -> None:

@@ -66,6 +66,14 @@ async def test_search_filters_and_pages(store: Store) -> None:
     assert [j["account"] for j in (await store.find_jobs(account="b@x.com"))[0]] == ["b@x.com"]
     first = (await store.find_jobs(limit=500))[0][-1]
     assert [j["id"] for j in (await store.find_jobs(q=first["id"][:14]))[0]] == [first["id"]]
+    assert [j["id"] for j in (await store.find_jobs(q=first["id"][:14].upper()))[0]] == [first["id"]]
+
+
+async def test_search_folds_every_letter_on_both_databases(store: Store) -> None:
+    await make(store, "L'ÉTÉ À MÜNCHEN")
+    await make(store, "winter in Oslo")
+    assert [j["prompt"] for j in (await store.find_jobs(q="été à münchen"))[0]] == ["L'ÉTÉ À MÜNCHEN"]
+    assert [j["prompt"] for j in (await store.find_jobs(q="OSLO"))[0]] == ["winter in Oslo"]
 
 
 async def test_groups_and_client_refs(store: Store) -> None:
