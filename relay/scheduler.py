@@ -89,6 +89,7 @@ class Scheduler(CreateOutcomes):
         self._discover_at = 0.0
         self._discover_tries = 0
         self._unresolved = 0
+        self._failed_creates = 0
         self._reconcile_at = 0.0
 
     # -- what wakes the loop ------------------------------------------------------------------
@@ -144,11 +145,15 @@ class Scheduler(CreateOutcomes):
         self.capacity.configure(accounts)
         if self.accounts is not None:
             self.accounts.watch(list(accounts))
-        for email, row in learned.items():
-            if email in accounts:
-                self.capacity.restore(email, row.get("capacity"), row.get("backoff_until"))
+        self._restore(learned)
         log.info("accounts: %s", ", ".join(f"{e} (maxJobs {n})" for e, n in accounts.items()))
         return True
+
+    def _restore(self, learned: Mapping[str, Mapping[str, Any]]) -> None:
+        """Take what the schedulers so far learnt of each known account (capacity, a rest)."""
+        for email, row in learned.items():
+            if email in self.capacity.accounts:
+                self.capacity.restore(email, row.get("capacity"), row.get("backoff_until"))
 
     async def reconcile(self) -> int:
         """Adopt or re-queue jobs left submitting by a crash; returns how many are still undecided.
@@ -158,6 +163,7 @@ class Scheduler(CreateOutcomes):
         ``create_grace`` (it could still land upstream) and the lookup worked; until then it keeps its
         slot and is looked up again.
         """
+        self._failed_creates = 0  # creates failing while this runs are not in ``stuck``: counted apart
         stuck = [j for j in await self.store.submitting_jobs() if j["id"] not in self._inflight]
         running: dict[str, dict[str, Any]] | None = None
         if any(not j["task_id"] for j in stuck):
@@ -194,7 +200,7 @@ class Scheduler(CreateOutcomes):
                 log.info("%s job=%s replyRef=%s", reason, job["id"], job["reply_ref"])
             else:
                 unresolved += 1
-        self._unresolved = unresolved
+        self._unresolved = unresolved + self._failed_creates
         self._reconcile_at = now + min(5.0, max(0.05, self.create_grace / 4))
         return unresolved
 
@@ -208,6 +214,8 @@ class Scheduler(CreateOutcomes):
         tries = 0
         while True:
             try:
+                if self.capacity.has_accounts:  # scheduling again: another relay may have learnt more
+                    self._restore(await self.store.accounts())
                 await self.reconcile()
                 break
             except asyncio.CancelledError:
@@ -250,10 +258,10 @@ class Scheduler(CreateOutcomes):
 
     async def _save_learned(self) -> None:
         """Keep what the capacity learnt, so the next relay to schedule starts from there."""
-        while self._dirty:
-            email = self._dirty.pop()
+        for email in list(self._dirty):
             account = self.capacity.account(email)
             await self.store.save_capacity(email, account.capacity, account.resting_until)
+            self._dirty.discard(email)  # only once saved: a failed save is tried again next pass
 
     async def fill(self) -> int:
         """Start as many queued jobs as the accounts have free slots, oldest first."""
@@ -338,6 +346,7 @@ class Scheduler(CreateOutcomes):
                 "submit failed job=%s replyRef=%s; checking upstream", ticket.job_id, ticket.reply_ref
             )
             self._unresolved += 1  # left submitting: reconcile looks it up
+            self._failed_creates += 1
             self._reconcile_at = time.time() + 1.0
         finally:
             self._inflight.pop(ticket.job_id, None)
