@@ -241,7 +241,7 @@ class Dispatcher:
             outcome = await self._failed(kind, run, handler, exc)
             self.metrics.handler_run(name, outcome, time.perf_counter() - started)
             return
-        await self._finish(kind, run, RunStatus.DONE, output=redact((output or "")[:4000]))
+        await self._finish(kind, run, RunStatus.DONE, output=redact(output or "")[:4000])
         self.metrics.handler_run(name, "done", time.perf_counter() - started)
         log.info("handler done handler=%s %s run=%s", name, _about(kind, run), run["id"])
 

@@ -32,8 +32,7 @@ class Tx(Protocol):
         ...
 
     async def run(self, sql: str, args: Args = ()) -> None:
-        """Run one statement whose outcome the unit does not look at (PostgreSQL sends it without
-        waiting for the answer; an error surfaces at the next read or at the commit)."""
+        """Run one statement whose outcome the unit does not look at (an error still raises)."""
         ...
 
     async def rows(self, sql: str, args: Args = ()) -> list[dict[str, Any]]:

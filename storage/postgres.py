@@ -1,12 +1,12 @@
 """The PostgreSQL connector: psycopg 3 (async) over a psycopg_pool pool, for several relays on one database.
 
-Each unit runs in a transaction of its own on a pooled connection, in pipeline mode: the statements
-whose answer the unit does not read (:meth:`~.connector.Tx.run`) go out without waiting, so a
-callback's writes and its ``COMMIT`` cost a couple of round trips, not one each. Concurrent units
-commit in parallel and PostgreSQL flushes their commits to the WAL together. A unit that lost a deadlock or a
-serialization conflict to another relay is run again from the start (it has no effect outside the
-database). Queries keep the store's ``?`` placeholders and are sent as ``$1, $2…`` through a raw
-(server-side binding) cursor, which psycopg prepares once they repeat.
+Each unit runs in a transaction of its own on a pooled connection, one round trip per statement
+(psycopg's pipeline mode was measured slower for these short transactions: ``bench/RESULTS.md``).
+Concurrent units commit in parallel and PostgreSQL flushes their commits to the WAL together, which
+is what shares commits between callbacks here (``grouped`` matters to SQLite only). A unit that
+lost a deadlock or a serialization conflict to another relay is run again from the start (it has no
+effect outside the database). Queries keep the store's ``?`` placeholders and are sent as ``$1,
+$2…`` through a raw (server-side binding) cursor, which psycopg prepares once they repeat.
 
 :meth:`PostgresConnector.listen` holds one more connection that ``LISTEN`` s for what other relays
 :meth:`~.connector.Tx.notify`; when that connection breaks it reconnects, and tells the listener
