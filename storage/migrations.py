@@ -304,8 +304,9 @@ async def _apply_pending(tx: Tx, until: str | None = None) -> list[str]:
     )
     applied = {str(row["name"]) for row in await tx.rows("select name from relay_migrations")}
     if not applied and tx.dialect == "sqlite":
-        for name in await _adopt_sqlite_utils(tx):
-            await tx.run("insert into relay_migrations (name, applied_at) values (?, ?)", [name, iso_now()])
+        adopted_at = iso_now()  # one time for all: ``applied`` lists them by time, then by name
+        for name in sorted(await _adopt_sqlite_utils(tx)):
+            await tx.run("insert into relay_migrations (name, applied_at) values (?, ?)", [name, adopted_at])
             applied.add(name)
     done = []
     for migration in MIGRATIONS:
