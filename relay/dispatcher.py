@@ -175,6 +175,11 @@ class Dispatcher:
             heartbeat.cancel()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # its end could not be recorded
+            log.error(
+                "a handler run ended but could not be recorded (%s); it runs again once its lease ends",
+                redact(str(task.exception())),
+            )
         for key, running in list(self._running.items()):
             if running is task:
                 del self._running[key]
