@@ -12,6 +12,7 @@ from .accounts import avoided, iso_at
 from .interface import JobView, Store
 from .notices import Notice
 from .records import IngestResult, Moved, Routing, SubmitTicket, iso_now
+from .retention import PruneBatch
 from .sqlite import DatabaseInUse
 from .store import SqlStore
 from .submits import SCHEDULER_LEASE
@@ -62,6 +63,7 @@ __all__ = [
     "JobView",
     "Moved",
     "Notice",
+    "PruneBatch",
     "Routing",
     "Store",
     "SubmitTicket",
