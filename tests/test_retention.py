@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
+from runway_relay.guard import RuleError, parse_duration
 from runway_relay.retention import Retention, prune, remove_file
+from runway_relay.settings import SettingsError, load_settings
 from runway_relay.states import RunStatus, Signal
 from runway_relay.storage import SCHEDULER_LEASE, Routing, Store, open_store
 from runway_relay.storage.connector import Tx
@@ -197,3 +199,20 @@ def test_capped_keeps_small_bodies_and_whole_characters() -> None:
     assert capped("x" * BODY_MAX) == "x" * BODY_MAX
     cut = capped("é" * BODY_MAX, limit=11)
     assert cut.startswith("ééééé\n…[cut: the body was")  # 5 characters of 2 bytes, never half of one
+
+
+def test_retain_days_is_off_unless_set_to_a_positive_number() -> None:
+    assert load_settings({}).retain_days is None
+    assert load_settings({"RELAY_RETAIN_DAYS": "off"}).retain_days is None
+    assert load_settings({"RELAY_RETAIN_DAYS": "30", "RELAY_RETAIN_FILES": "1"}).retain_days == 30
+    for bad in ("soon", "-1", "inf"):
+        with pytest.raises(SettingsError, match="RELAY_RETAIN_DAYS"):
+            load_settings({"RELAY_RETAIN_DAYS": bad})
+
+
+def test_prune_durations_may_be_zero_where_guard_windows_may_not() -> None:
+    assert parse_duration("0d", zero=True) == 0 and parse_duration("12h", zero=True) == 43200
+    with pytest.raises(RuleError, match="longer than zero"):
+        parse_duration("0d")
+    with pytest.raises(RuleError, match="not a duration"):
+        parse_duration("-1d", zero=True)
