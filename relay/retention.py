@@ -21,7 +21,10 @@ from .storage import Store
 
 log = logging.getLogger("runway_relay")
 
-BATCH = 200  # jobs per transaction: a callback waits for one batch at most
+BATCH = 100  # jobs per transaction (~10 ms on SQLite): a callback waits for one batch at most
+# Between batches: a serving relay's writes (SQLite: a writer sleeping in its busy handler) get the
+# database before the next batch takes it; without it a prune starves ingest for seconds.
+PAUSE = 0.02
 RETAIN_EVERY = 3600.0  # seconds between two scheduled prunes (RELAY_RETAIN_DAYS)
 RETAIN_FIRST = 60.0  # the first one, after the relay took the lead
 
@@ -67,7 +70,7 @@ async def prune(
     jobs: bool = False,
     vacuum: bool = False,
     batch: int = BATCH,
-    pause: float = 0.0,
+    pause: float = PAUSE,
 ) -> PruneReport:
     """Prune the finished jobs last updated more than ``older_than`` seconds ago (see module doc).
 

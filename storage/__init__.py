@@ -53,7 +53,11 @@ def open_store(url: str, routing: Routing | None = None, *, origin: str = "", ow
         return SqlStore(PostgresConnector(url), routing, origin)
     from .sqlite import SQLiteConnector
 
-    return SqlStore(SQLiteConnector(url, owner=owner), routing, origin)
+    # A tool's writes (prune) need not be fsync'd at each commit: one lost on power failure is done
+    # again next time, and each fsync is time a serving relay's writer waits for the file.
+    return SqlStore(
+        SQLiteConnector(url, owner=owner, synchronous="FULL" if owner else "NORMAL"), routing, origin
+    )
 
 
 __all__ = [

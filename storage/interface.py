@@ -235,7 +235,7 @@ class Store(JobView, Protocol):
         cutoff: str,
         *,
         after: tuple[str, str] | None = None,
-        limit: int = 200,
+        limit: int = 100,
         jobs: bool = False,
         files: bool = False,
     ) -> PruneBatch: ...

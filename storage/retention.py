@@ -58,7 +58,7 @@ class RetentionMixin(StoreCore):
         cutoff: str,
         *,
         after: tuple[str, str] | None = None,
-        limit: int = 200,
+        limit: int = 100,
         jobs: bool = False,
         files: bool = False,
     ) -> PruneBatch:

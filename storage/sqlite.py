@@ -38,6 +38,9 @@ R = TypeVar("R")
 
 _WRITE_FAILURES = ("readonly", "read-only", "disk is full", "disk i/o", "unable to open")
 MAX_GROUP = 64  # units that share one transaction (and one fsync) at most
+# Between two steps of a tool's long job (prune's vacuum) beside a serving relay: longer than the first
+# few sleeps of SQLite's busy handler, so the relay's writer gets the file before the tool takes it again.
+STEP_PAUSE = 0.02
 
 
 class DatabaseInUse(RuntimeError):
@@ -274,16 +277,25 @@ class SQLiteConnector:
             await self._on_writer(lambda: self._pragma("PRAGMA auto_vacuum = INCREMENTAL", "VACUUM"))
         else:
             while await self._on_writer(lambda: self._vacuum_step(step)):
-                pass
-        await self._on_writer(lambda: self._pragma("PRAGMA wal_checkpoint(TRUNCATE)"))
+                await asyncio.sleep(STEP_PAUSE)  # let a serving relay's writes in between
+        for _ in range(50):  # a serving relay's write in progress makes it give up: try again
+            if await self._on_writer(self._checkpoint):
+                break
+            await asyncio.sleep(STEP_PAUSE)
 
     def _vacuum_step(self, pages: int) -> bool:
         """One ``incremental_vacuum``; whether free pages are left (only with auto_vacuum on)."""
         conn = self._transaction().conn
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             return False
-        conn.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()  # it runs as rows are read
+        # executescript steps the pragma to its end; execute() would free one page and stop.
+        conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
         return bool(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def _checkpoint(self) -> bool:
+        """Move the whole log into the file and empty it (the file shrinks only then, in WAL mode)."""
+        busy = self._transaction().conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy or not busy[0]
 
     def _pragma(self, *statements: str) -> None:
         conn = self._transaction().conn
