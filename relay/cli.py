@@ -446,6 +446,64 @@ def upload(server: str, api_key: str | None, file: Path, email: str | None) -> N
         click.echo(f"uploaded to account {answer['account']}", err=True)
 
 
+# -- prune (retention) -----------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="DURATION",
+    help="Finished jobs last updated longer ago than this: 30d, 12h, 0d (all of them).",
+)
+@click.option("--files", is_flag=True, help="Also delete their downloaded files (inside RELAY_DOWNLOAD_DIR).")
+@click.option(
+    "--jobs", is_flag=True, help="Also delete the job rows themselves (default: keep them, compact)."
+)
+@click.option(
+    "--vacuum",
+    is_flag=True,
+    help="End with a full VACUUM (SQLite: blocks writes while it runs; needed once for older files).",
+)
+def prune(older_than: str, files: bool, jobs: bool, vacuum: bool) -> None:
+    """Remove the history of finished jobs: events, transitions, handler runs (RELAY_DB).
+
+    Works beside a serving relay, a small batch per transaction. The job rows stay, so the API still
+    answers for them, unless --jobs is given.
+    """
+    from .guard import RuleError, parse_duration
+    from .retention import prune as run_prune
+
+    try:
+        seconds = parse_duration(older_than, zero=True)
+    except RuleError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        fail(f"configuration error: {exc}", EXIT_USAGE)
+
+    async def go() -> list[str]:
+        store = storage.open_store(settings.db_path, owner=False)
+        try:
+            await store.open()
+        except (storage.StorageUnavailable, ImportError) as exc:
+            fail(f"database error: {exc}", EXIT_FAILED)
+        try:
+            if vacuum and not store.shared:
+                click.echo("VACUUM at the end: writes to the database wait until it is done", err=True)
+            report = await run_prune(
+                store, seconds, settings.download_dir, files=files, jobs=jobs, vacuum=vacuum
+            )
+        finally:
+            await store.close()
+        return report.lines()
+
+    for line in asyncio.run(go()):
+        click.echo(line)
+
+
 @main.group(invoke_without_command=True)
 @SERVER
 @API_KEY

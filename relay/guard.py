@@ -34,13 +34,13 @@ class RuleError(ValueError):
 # -- durations ---------------------------------------------------------------------------------
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``90``, ``90s``, ``30m``, ``1h``, ``2d`` or ``1.5h``."""
+def parse_duration(text: str, *, zero: bool = False) -> float:
+    """Seconds in ``90``, ``90s``, ``30m``, ``1h``, ``2d`` or ``1.5h`` (``0d`` only with ``zero``)."""
     match = _DURATION.match(text)
     if match is None:
         raise RuleError(f"{text!r} is not a duration; use a number with s, m, h or d, such as 30m or 1h")
     seconds = float(match[1]) * _UNITS[(match[2] or "s").lower()]
-    if not math.isfinite(seconds) or seconds <= 0:
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero):
         raise RuleError(f"{text!r} must be longer than zero")
     return seconds
 

@@ -31,6 +31,7 @@ from .live import Broadcaster
 from .logs import redact
 from .metrics import Metrics
 from .poller import Poller
+from .retention import Retention
 from .scheduler import Scheduler
 from .settings import Settings
 from .states import AccountSignal, AnySignal, Signal
@@ -97,6 +98,12 @@ class Relay:
         )
         self.accounts.on_change = self.scheduler.wake
         loops = {"scheduler": self.scheduler.run, "poller": self.poller.run, "accounts": self.accounts.run}
+        self.retention: Retention | None = None
+        if settings.retain_days is not None:
+            self.retention = Retention(
+                self.store, settings.retain_days, settings.download_dir, files=settings.retain_files
+            )
+            loops["retention"] = self.retention.run
         self.leadership = Leadership(self.store, self.id, lease, loops)
         self._tasks: list[asyncio.Task[None]] = []
         self._foreign_ids: set[str] = set()

@@ -79,6 +79,8 @@ class Settings:
     moderation: ModerationRule | None = DEFAULT_MODERATION
     credits_low: CreditsRule | None = DEFAULT_CREDITS_LOW
     blocklist: tuple[blocklist.Rule, ...] = ()
+    retain_days: float | None = None  # prune finished jobs older than this on a schedule (None: never)
+    retain_files: bool = False  # ...and their downloaded files
     # The relay's credential for its own mounted simulator: random per process, never configured.
     internal_token: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False, compare=False)
 
@@ -299,6 +301,20 @@ def _blocklist(env: Mapping[str, str]) -> tuple[blocklist.Rule, ...]:
         raise SettingsError(str(exc)) from None
 
 
+def _retain_days(env: Mapping[str, str]) -> float | None:
+    """``RELAY_RETAIN_DAYS``: days a finished job's history is kept (unset, ``off`` or ``0``: forever)."""
+    raw = (env.get("RELAY_RETAIN_DAYS") or "").strip().lower()
+    if raw in ("", "off", "0"):
+        return None
+    try:
+        days = float(raw)
+    except ValueError:
+        raise SettingsError(f"RELAY_RETAIN_DAYS={raw!r} is not a number of days; use 30, or off") from None
+    if not days > 0 or days == float("inf"):
+        raise SettingsError(f"RELAY_RETAIN_DAYS={raw!r} must be more than 0 days (or off)")
+    return days
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the configuration from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -342,4 +358,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         moderation=_moderation(env),
         credits_low=_credits_low(env),
         blocklist=_blocklist(env),
+        retain_days=_retain_days(env),
+        retain_files=_bool(env, "RELAY_RETAIN_FILES", False),
     )

@@ -14,6 +14,7 @@ from .accounts import avoided, iso_at
 from .interface import JobView, Store
 from .notices import Notice
 from .records import IngestResult, Moved, Routing, SubmitTicket, iso_now
+from .retention import PruneBatch
 from .sqlite import DatabaseInUse
 from .store import SqlStore
 from .submits import SCHEDULER_LEASE
@@ -58,7 +59,11 @@ def open_store(url: str, routing: Routing | None = None, *, origin: str = "", ow
         return SqlStore(PostgresConnector(url), routing, origin)
     from .sqlite import SQLiteConnector
 
-    return SqlStore(SQLiteConnector(url, owner=owner), routing, origin)
+    # A tool's writes (prune) need not be fsync'd at each commit: one lost on power failure is done
+    # again next time, and each fsync is time a serving relay's writer waits for the file.
+    return SqlStore(
+        SQLiteConnector(url, owner=owner, synchronous="FULL" if owner else "NORMAL"), routing, origin
+    )
 
 
 __all__ = [
@@ -68,6 +73,7 @@ __all__ = [
     "JobView",
     "Moved",
     "Notice",
+    "PruneBatch",
     "Routing",
     "Store",
     "SubmitTicket",

@@ -24,13 +24,12 @@ from ..guard import (
     moderation_pause,
     out_of_rotation,
 )
-from ..states import ACTIVE, AccountSignal, Status, TransitionError, on_rejected
+from ..states import AccountSignal, Status, TransitionError, on_rejected
 from .connector import Tx
 from .core import marks, reads, writes
 from .notices import Notice, NoticesMixin
-from .records import Moved, iso_now
+from .records import ACTIVE_STATUSES, Moved, iso_now
 
-_ACTIVE = tuple(sorted(s.value for s in ACTIVE))
 KEEP_EVENTS = 86400.0  # moderation failures older than this (or than the window) are dropped
 _STATE_COLUMNS = (
     "email, max_jobs, capacity, backoff_until, paused_until, paused_at, paused_reason, moderation_since, "
@@ -227,9 +226,9 @@ class AccountsMixin(NoticesMixin):
         if not rows:
             return []
         busy = await tx.rows(
-            f"select account, count(*) as n from jobs where status in ({marks(_ACTIVE)}) "
+            f"select account, count(*) as n from jobs where status in ({marks(ACTIVE_STATUSES)}) "
             "or submitting_since is not null group by account",
-            list(_ACTIVE),
+            list(ACTIVE_STATUSES),
         )
         today = await tx.rows(
             "select account, count(*) as n from jobs where account is not null and submitted_at >= ? "

@@ -86,6 +86,15 @@ class Connector(Protocol):
         """Run a read-only ``unit`` (it sees committed data; it must not write)."""
         ...
 
+    async def size(self) -> int:
+        """Bytes the database takes on disk (SQLite: the file and its log; PostgreSQL: the database)."""
+        ...
+
+    async def reclaim(self, tables: Sequence[str] = (), *, full: bool = False, step: int = 256) -> None:
+        """After deletes: give freed space back (SQLite, in small steps; ``full``: one blocking
+        VACUUM) or make it reusable (PostgreSQL: plain ``VACUUM (ANALYZE)`` of ``tables``)."""
+        ...
+
     async def listen(self, on_notice: Notice) -> None:
         """Deliver what other processes :meth:`Tx.notify` (as JSON text) to ``on_notice``, until
         :meth:`close`; ``None`` when notices may have been lost (a broken connection)."""

@@ -19,12 +19,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import NotFound
-from ..states import ACTIVE, TERMINAL
 from .connector import Tx
 from .core import StoreCore, marks, reads
+from .records import ACTIVE_STATUSES, ENDED_STATUSES
 
-_ACTIVE = tuple(sorted(s.value for s in ACTIVE))
-_TERMINAL = tuple(sorted(s.value for s in TERMINAL))
 _SHOTS = range(1, 6)
 
 
@@ -136,7 +134,7 @@ class InsightsMixin(StoreCore):
         ``started_at`` (it first left the queue), ``running_at`` and ``ended_at`` (its last end).
         ``deferrals``: one row per 429 rest of a create (model, account, at).
         """
-        ended = marks(_TERMINAL)
+        ended = marks(ENDED_STATUSES)
         jobs = await tx.rows(
             "select j.id, j.model, j.account, j.status, j.error_kind, j.duration, j.created_at, "
             "min(case when t.from_status = 'queued' and t.to_status not in ('cancelled', 'rejected') "
@@ -146,7 +144,7 @@ class InsightsMixin(StoreCore):
             "from jobs j left join transitions t on t.job_id = j.id where j.created_at >= ? "
             "group by j.id, j.model, j.account, j.status, j.error_kind, j.duration, j.created_at "
             "order by j.id",
-            [*_TERMINAL, since],
+            [*ENDED_STATUSES, since],
         )
         deferrals = await tx.rows(
             "select j.model, j.account, e.at from events e join jobs j on j.id = e.job_id "
@@ -160,9 +158,10 @@ class InsightsMixin(StoreCore):
         """Every account (known, or that a job ran on) with its slots taken now (running jobs and
         creates in flight) and its ``maxJobs`` (``None`` when not known)."""
         taken = await tx.rows(
-            f"select account, sum(case when status in ({marks(_ACTIVE)}) or submitting_since is not null "
-            "then 1 else 0 end) as n from jobs where account is not null group by account",
-            list(_ACTIVE),
+            f"select account, sum(case when status in ({marks(ACTIVE_STATUSES)}) "
+            "or submitting_since is not null then 1 else 0 end) as n from jobs "
+            "where account is not null group by account",
+            list(ACTIVE_STATUSES),
         )
         known = await tx.rows("select email, max_jobs from accounts")
         counts = {str(r["account"]): int(r["n"]) for r in taken}

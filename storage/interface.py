@@ -14,6 +14,7 @@ from ..states import RunStatus
 from ..taskparse import TaskUpdate
 from .notices import Notice
 from .records import IngestResult, Moved, SubmitTicket
+from .retention import PruneBatch
 from .store import Foreign
 
 
@@ -229,3 +230,18 @@ class Store(JobView, Protocol):
     async def resign(self, name: str, holder: str) -> None: ...
 
     async def lease(self, name: str) -> dict[str, Any] | None: ...
+
+    # retention (storage/retention.py)
+    async def prune_batch(
+        self,
+        cutoff: str,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = 100,
+        jobs: bool = False,
+        files: bool = False,
+    ) -> PruneBatch: ...
+
+    async def size(self) -> int: ...
+
+    async def reclaim(self, *, full: bool = False) -> None: ...

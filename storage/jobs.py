@@ -9,9 +9,10 @@ from typing import Any
 from ..errors import Conflict
 from ..states import Status, TransitionError, on_cancel, on_resubmit
 from .connector import Tx
-from .core import StoreCore, reads, writes
+from .core import StoreCore, marks, reads, writes
 from .insights import summary_columns
-from .records import Moved, iso_now, new_job_id
+from .records import ENDED_STATUSES, Moved, iso_now, new_job_id
+from .retention import ENDED
 
 
 class JobsMixin(StoreCore):
@@ -95,10 +96,22 @@ class JobsMixin(StoreCore):
 
     @reads
     async def jobs_moved_since(self, tx: Tx, since: str, limit: int = 200) -> list[dict[str, Any]]:
-        """The job JSON of the ``limit`` jobs updated last, at or after ``since`` (an ISO time)."""
-        rows = await tx.rows(
-            "select * from jobs where updated_at >= ? order by updated_at desc limit ?", [since, limit]
+        """The job JSON of the ``limit`` jobs updated last, at or after ``since`` (an ISO time).
+
+        Rare (a relay lost its notices), so no index of its own that every callback would update:
+        finished jobs through the prune index (``ENDED`` spelled as its condition), the others
+        through the status index, whose rows are few but for a long queue.
+        """
+        ended = await tx.rows(
+            f"select * from jobs where {ENDED} and updated_at >= ? order by updated_at desc limit ?",
+            [since, limit],
         )
+        others = await tx.rows(
+            f"select * from jobs where status not in ({marks(ENDED_STATUSES)}) and updated_at >= ? "
+            "order by updated_at desc limit ?",
+            [*ENDED_STATUSES, since, limit],
+        )
+        rows = sorted(ended + others, key=lambda row: str(row["updated_at"]), reverse=True)[:limit]
         return await self._jobs_json(tx, rows)
 
     @reads

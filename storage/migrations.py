@@ -279,9 +279,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
-        "m009_jobs_updated_at_index",
-        # A relay that may have missed the other relays' notices shows the jobs moved meanwhile.
-        ("create index idx_jobs_updated_at on jobs (updated_at)",),
+        "m008_retention",
+        (
+            # When prune removed the job's history (events, transitions, handler runs); the row stays.
+            "alter table jobs add column pruned_at text",
+            # Prune walks finished jobs oldest first; the index holds only those, so the callback path
+            # (which moves active jobs) pays nothing for it. The statuses are literals on purpose: a
+            # partial index serves only queries that spell its condition the same way (storage/retention.py).
+            "create index idx_jobs_ended_updated_at on jobs (updated_at, id) "
+            "where status in ('cancelled', 'failed', 'rejected', 'succeeded')",
+            # Deleting handler runs checks handler_attempts.run_id (a foreign key): without this index,
+            # once per run, a scan of the table.
+            "create index idx_handler_attempts_run_id on handler_attempts (run_id)",
+        ),
     ),
 )
 

@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from ..backoff import exponential
@@ -80,6 +81,21 @@ def describe(url: str) -> str:
         return "PostgreSQL (an unreadable RELAY_DB URL)"
     host = info.get("host") or "localhost"
     return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
+
+
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def _table(name: str) -> str:
+    """A table name the store chose, checked before it is spelled into VACUUM (no placeholders there)."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise ValueError(f"not a table name: {name!r}")
+    return name
+
+
+async def _database_size(tx: Any) -> int:
+    row = await tx.one("select pg_database_size(current_database()) as n")
+    return int(row["n"]) if row else 0
 
 
 class PostgresTx:
@@ -195,6 +211,25 @@ class PostgresConnector:
     def _unavailable(self, exc: BaseException) -> StorageUnavailable:
         what = type(exc).__name__
         return StorageUnavailable(f"PostgreSQL at {self.where} cannot take writes now ({what}); retry later")
+
+    # -- size and space -----------------------------------------------------------------------
+
+    async def size(self) -> int:
+        """Bytes the database takes on the server."""
+        return await self.read(_database_size)
+
+    async def reclaim(self, tables: Sequence[str] = (), *, full: bool = False, step: int = 0) -> None:
+        """``VACUUM (ANALYZE)`` the ``tables``: the space of deleted rows is reused (the files do not
+        shrink; ``VACUUM FULL`` would, but it locks each table, so it is left to the operator). Plain
+        VACUUM runs beside the relays' writes. ``full`` is accepted and means the same here."""
+        if not tables:
+            return
+        names = ", ".join(_table(t) for t in tables)
+        try:  # pooled connections are in autocommit mode: VACUUM cannot run inside a transaction
+            async with self._pool.connection() as conn:
+                await conn.execute(f"vacuum (analyze) {names}")
+        except (PoolTimeout, psycopg.OperationalError, *_UNAVAILABLE) as exc:
+            raise self._unavailable(exc) from exc
 
     # -- notices from the other relays --------------------------------------------------------
 

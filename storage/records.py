@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..states import AnySignal, Signal
+from ..states import ACTIVE, TERMINAL, AnySignal, Signal
+
+# Statuses as SQL arguments (``status in (?, ?, …)``).
+ACTIVE_STATUSES = tuple(sorted(s.value for s in ACTIVE))  # holding an upstream slot
+ENDED_STATUSES = tuple(sorted(s.value for s in TERMINAL))
 
 
 @dataclass(frozen=True)

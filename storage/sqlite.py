@@ -23,6 +23,7 @@ import os
 import sqlite3
 import threading
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ R = TypeVar("R")
 
 _WRITE_FAILURES = ("readonly", "read-only", "disk is full", "disk i/o", "unable to open")
 MAX_GROUP = 64  # units that share one transaction (and one fsync) at most
+# Between two steps of a tool's long job (prune's vacuum) beside a serving relay: longer than the first
+# few sleeps of SQLite's busy handler, so the relay's writer gets the file before the tool takes it again.
+STEP_PAUSE = 0.02
 
 
 def _lower(value: Any) -> Any:
@@ -152,6 +156,10 @@ class SQLiteConnector:
     def _connect(self) -> None:
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
         db = Database(conn)
+        if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+            # Only a file with no table yet can take it: freed pages can then go back to the disk in
+            # small steps while the relay serves (see reclaim), not only by a VACUUM that blocks writes.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={self._synchronous}")
         db.execute("PRAGMA busy_timeout=30000")
@@ -255,6 +263,50 @@ class SQLiteConnector:
         if self._tx is not None and self._tx.conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 self._tx.conn.execute("ROLLBACK")
+
+    # -- size and space -----------------------------------------------------------------------
+
+    async def size(self) -> int:
+        """Bytes the database takes on disk: the file and its write-ahead log."""
+        paths = (Path(self.path), Path(self.path + "-wal"))
+        return sum(p.stat().st_size for p in paths if p.exists())
+
+    async def reclaim(self, tables: Sequence[str] = (), *, full: bool = False, step: int = 256) -> None:
+        """Give the pages deleted rows freed back to the disk.
+
+        A file made with ``auto_vacuum = INCREMENTAL`` gives back ``step`` pages per transaction, so
+        the serving relay's writes wait for one short step at most. ``full`` (or a file made before
+        this relay set auto_vacuum) needs ``VACUUM``: it rewrites the whole file and blocks every
+        write while it runs; it also turns auto_vacuum on for next time.
+        """
+        if full:
+            await self._on_writer(lambda: self._pragma("PRAGMA auto_vacuum = INCREMENTAL", "VACUUM"))
+        else:
+            while await self._on_writer(lambda: self._vacuum_step(step)):
+                await asyncio.sleep(STEP_PAUSE)  # let a serving relay's writes in between
+        for _ in range(50):  # a serving relay's write in progress makes it give up: try again
+            if await self._on_writer(self._checkpoint):
+                break
+            await asyncio.sleep(STEP_PAUSE)
+
+    def _vacuum_step(self, pages: int) -> bool:
+        """One ``incremental_vacuum``; whether free pages are left (only with auto_vacuum on)."""
+        conn = self._transaction().conn
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return False
+        # executescript steps the pragma to its end; execute() would free one page and stop.
+        conn.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+        return bool(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def _checkpoint(self) -> bool:
+        """Move the whole log into the file and empty it (the file shrinks only then, in WAL mode)."""
+        busy = self._transaction().conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy or not busy[0]
+
+    def _pragma(self, *statements: str) -> None:
+        conn = self._transaction().conn
+        for statement in statements:
+            conn.execute(statement).fetchall()
 
     # -- group commit -------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from .jobs import JobsMixin
 from .leases import LeasesMixin
 from .migrations import migrate
 from .outbox import OutboxMixin
+from .retention import PRUNED_TABLES, RetentionMixin
 from .submits import SubmitMixin
 from .updates import UpdatesMixin
 
@@ -23,7 +24,15 @@ Foreign = Callable[[dict[str, Any] | None], None]
 
 
 class SqlStore(
-    JobsMixin, SubmitMixin, UpdatesMixin, OutboxMixin, CatalogMixin, LeasesMixin, InsightsMixin, AccountsMixin
+    JobsMixin,
+    SubmitMixin,
+    UpdatesMixin,
+    OutboxMixin,
+    CatalogMixin,
+    LeasesMixin,
+    InsightsMixin,
+    AccountsMixin,
+    RetentionMixin,
 ):
     """Jobs, attempts, events, transitions, handler runs, artifacts, accounts (and their guards,
     notices and notice runs), the console's reads and leases.
@@ -56,6 +65,14 @@ class SqlStore(
     async def close(self) -> None:
         """Finish work in progress and disconnect."""
         await self.connector.close()
+
+    async def size(self) -> int:
+        """Bytes the database takes on disk."""
+        return await self.connector.size()
+
+    async def reclaim(self, *, full: bool = False) -> None:
+        """Give back the space pruned rows held (see :meth:`~.connector.Connector.reclaim`)."""
+        await self.connector.reclaim(PRUNED_TABLES, full=full)
 
     async def subscribe(self, on_move: Foreign) -> None:
         """Call ``on_move(brief)`` for each job another relay moved (``None``: some may be missed)."""

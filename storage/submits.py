@@ -16,13 +16,12 @@ import json
 import time
 from typing import Any
 
-from ..states import ACTIVE, TERMINAL, Status, TransitionError, on_rejected, on_submitted
+from ..states import TERMINAL, Status, TransitionError, on_rejected, on_submitted
 from .connector import Tx
 from .core import StoreCore, marks, reads, token_hash, writes
-from .records import Moved, SubmitTicket, iso_now, new_token
+from .records import ACTIVE_STATUSES, Moved, SubmitTicket, iso_now, new_token
 
 SCHEDULER_LEASE = "scheduler"
-_ACTIVE = tuple(sorted(s.value for s in ACTIVE))
 
 
 class SubmitMixin(StoreCore):
@@ -232,9 +231,9 @@ class SubmitMixin(StoreCore):
         if not queued:
             return [], []
         holding = await tx.rows(
-            f"select id, account, params from jobs where status in ({marks(_ACTIVE)}) "
+            f"select id, account, params from jobs where status in ({marks(ACTIVE_STATUSES)}) "
             "union select id, account, params from jobs where submitting_since is not null",
-            list(_ACTIVE),
+            list(ACTIVE_STATUSES),
         )
         slots = [
             {

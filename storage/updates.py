@@ -13,14 +13,29 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import NotFound
-from ..states import ACTIVE, Status, on_update
+from ..states import Outcome, Status, on_update
 from ..taskparse import ArtifactRef, TaskUpdate, account_of
 from .accounts import AccountsMixin
 from .connector import Tx
 from .core import grouped, marks, reads, token_hash, writes
-from .records import IngestResult, iso_now
+from .records import ACTIVE_STATUSES, IngestResult, iso_now
 
-_ACTIVE = tuple(sorted(s.value for s in ACTIVE))
+BODY_MAX = 64 * 1024  # bytes of a callback's body kept in its event; the rest is cut off (noted)
+
+
+def capped(body: str, limit: int = BODY_MAX) -> str:
+    """``body`` when it fits in ``limit`` bytes of UTF-8; else its head and a note of the full size.
+
+    One callback of several MiB is evidence enough in its first 64 KiB; keeping all of it let a replay
+    storm grow the database by hundreds of MB.
+    """
+    if len(body) <= limit // 4 or (len(body) <= limit and body.isascii()):
+        return body  # the common case, decided without encoding
+    raw = body.encode()
+    if len(raw) <= limit:
+        return body
+    head = raw[:limit].decode("utf-8", "ignore")  # never split a character
+    return f"{head}\n…[cut: the body was {len(raw)} bytes, the first {limit} are kept]"
 
 
 def _text(value: str | None) -> str | None:
@@ -100,10 +115,13 @@ class UpdatesMixin(AccountsMixin):
         if update.status is None:
             detail = f"status {update.raw_status!r}"
             await self._event(
-                tx, job, source, "task", "ignored", detail=detail, body=body, attempt=attempt, at=at
+                tx, job, source, "task", "ignored", detail=detail, body=capped(body), attempt=attempt, at=at
             )
             return IngestResult(job_id, "ignored")
         decision = on_update(self._state(job), attempt, update.status, update.progress)
+        # A duplicate says nothing its first copy did not: its event is kept (it is counted and shown),
+        # its body is not, so replays cannot grow the database by their size.
+        kept = None if decision.outcome is Outcome.DUPLICATE else capped(body)
         await self._event(
             tx,
             job,
@@ -113,7 +131,7 @@ class UpdatesMixin(AccountsMixin):
             status=update.status.value,
             progress=update.progress,
             detail=update.progress_text,
-            body=body,
+            body=kept,
             attempt=attempt,
             at=at,
         )
@@ -155,9 +173,9 @@ class UpdatesMixin(AccountsMixin):
     ) -> list[dict[str, Any]]:
         """Active jobs silent for longer than ``poll_after`` whose next poll is due."""
         return await tx.rows(
-            f"select * from jobs where status in ({marks(_ACTIVE)}) and task_id is not null "
+            f"select * from jobs where status in ({marks(ACTIVE_STATUSES)}) and task_id is not null "
             "and coalesce(next_poll_at, last_update_at + ?) <= ? order by id limit ?",
-            [*_ACTIVE, poll_after, now, limit],
+            [*ACTIVE_STATUSES, poll_after, now, limit],
         )
 
     @writes
@@ -172,4 +190,5 @@ class UpdatesMixin(AccountsMixin):
     @reads
     async def active_jobs(self, tx: Tx) -> list[dict[str, Any]]:
         """Every job that is neither queued nor finished (for reconciliation at start)."""
-        return await tx.rows(f"select * from jobs where status in ({marks(_ACTIVE)})", list(_ACTIVE))
+        active = list(ACTIVE_STATUSES)
+        return await tx.rows(f"select * from jobs where status in ({marks(active)})", active)
