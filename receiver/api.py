@@ -163,6 +163,11 @@ async def resume_account(request: Request) -> JSONResponse:
     return JSONResponse(await _relay(request).resume_account(request.path_params["email"]))
 
 
+async def prune(request: Request) -> JSONResponse:
+    """``POST /api/prune``: remove old finished jobs' history through this relay (``runway-relay prune``)."""
+    return JSONResponse(await _relay(request).prune(await read_json(request)))
+
+
 async def models(request: Request) -> JSONResponse:
     """``GET /api/models``: the model rules, for forms and scripts."""
     return JSONResponse({"models": rules.rules_table()})

@@ -39,6 +39,7 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/api/models", api.models, methods=["GET"]),
         Route("/api/accounts", api.list_accounts, methods=["GET"]),
         Route("/api/accounts/{email}/resume", api.resume_account, methods=["POST"]),
+        Route("/api/prune", api.prune, methods=["POST"]),
         Route("/api/groups", api.create_group, methods=["POST"]),
         Route("/api/groups/{id}", api.get_group, methods=["GET"]),
         Route("/api/usage", api.usage, methods=["GET"]),

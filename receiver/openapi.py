@@ -27,7 +27,7 @@ _ERRORS = {
     400: "The request is malformed (not JSON, not an object, not multipart).",
     401: "Missing or wrong API key (`RELAY_API_KEY`).",
     404: "No such job, account, token or file.",
-    409: "The job's state does not allow it (it already ended).",
+    409: "The job's state does not allow it (it already ended), or a prune is running already.",
     413: "The body is over the limit.",
     415: "The body's Content-Type is not one this route takes.",
     422: "A rule is broken; `field` names the parameter. Nothing was stored or sent upstream.",
@@ -260,6 +260,16 @@ def _other_paths() -> dict[str, Schema]:
                 "responses": _answers({200: _json(ref("Resumed"), "What was lifted.")}, 401, 404, 503),
             }
         },
+        "/api/prune": {
+            "post": {
+                "summary": "Remove the history of old finished jobs through this relay "
+                "(`runway-relay prune` sends this when the relay serves the SQLite file).",
+                "requestBody": {"required": True, "content": {JSON: {"schema": ref("PruneRequest")}}},
+                "responses": _answers(
+                    {200: _json(ref("PruneReport"), "What was removed.")}, 400, 401, 409, 413, 415, 422, 503
+                ),
+            }
+        },
         "/healthz": {
             "get": {
                 "summary": "Liveness; job counts and handler names only with the key.",
@@ -364,6 +374,7 @@ _OPERATION_IDS = {
     ("/api/models", "get"): "listModels",
     ("/api/accounts", "get"): "listAccounts",
     ("/api/accounts/{email}/resume", "post"): "resumeAccount",
+    ("/api/prune", "post"): "prune",
     ("/healthz", "get"): "health",
     ("/metrics", "get"): "metrics",
     ("/openapi.json", "get"): "openapi",

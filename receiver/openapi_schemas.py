@@ -205,6 +205,31 @@ def component_schemas() -> dict[str, Schema]:
                 "next_cursor": nullable("string", description="Pass as `cursor` for the next page."),
             },
         },
+        "PruneRequest": {
+            "type": "object",
+            "required": ["older_than"],
+            "additionalProperties": False,
+            "properties": {
+                "older_than": {
+                    "type": "string",
+                    "description": "Finished jobs last updated longer ago than this: `30d`, `12h`, `0d`.",
+                },
+                "files": {"type": "boolean", "description": "Also delete their downloaded files."},
+                "jobs": {"type": "boolean", "description": "Also delete the job rows (else kept, compact)."},
+                "vacuum": {"type": "boolean", "description": "End with a full VACUUM (blocks writes)."},
+            },
+        },
+        "PruneReport": {
+            "type": "object",
+            "required": ["removed", "skipped_files", "size_before", "size_after", "seconds"],
+            "properties": {
+                "removed": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "skipped_files": {"type": "integer"},
+                "size_before": {"type": "integer", "description": "Database bytes before."},
+                "size_after": {"type": "integer"},
+                "seconds": {"type": "number"},
+            },
+        },
         "Health": {
             "type": "object",
             "required": ["status"],

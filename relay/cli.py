@@ -466,13 +466,17 @@ def upload(server: str, api_key: str | None, file: Path, email: str | None) -> N
     is_flag=True,
     help="End with a full VACUUM (SQLite: blocks writes while it runs; needed once for older files).",
 )
-def prune(older_than: str, files: bool, jobs: bool, vacuum: bool) -> None:
+@SERVER
+@API_KEY
+def prune(older_than: str, files: bool, jobs: bool, vacuum: bool, server: str, api_key: str | None) -> None:
     """Remove the history of finished jobs: events, transitions, handler runs (RELAY_DB).
 
-    Works beside a serving relay, a small batch per transaction. The job rows stay, so the API still
-    answers for them, unless --jobs is given.
+    Works beside a serving relay, a small batch per transaction; when a relay serves the SQLite
+    file, the prune runs inside it (through --server / RELAY_SERVER), taking turns with its
+    callbacks. The job rows stay, so the API still answers for them, unless --jobs is given.
     """
     from .guard import RuleError, parse_duration
+    from .retention import PruneReport
     from .retention import prune as run_prune
 
     try:
@@ -483,6 +487,14 @@ def prune(older_than: str, files: bool, jobs: bool, vacuum: bool) -> None:
         settings = load_settings()
     except SettingsError as exc:
         fail(f"configuration error: {exc}", EXIT_USAGE)
+    if storage.served(settings.db_path):
+        client = Client(server, api_key)
+        click.echo(f"{settings.db_path} is served by a relay: pruning through it ({client.server})", err=True)
+        asked = {"older_than": older_than, "files": files, "jobs": jobs, "vacuum": vacuum}
+        answer = client.call("POST", "/api/prune", json=asked, timeout=None)
+        for line in PruneReport.from_json(answer).lines():
+            click.echo(line)
+        return
 
     async def go() -> list[str]:
         store = storage.open_store(settings.db_path, owner=False)

@@ -24,14 +24,14 @@ from . import blocklist, rules, signals
 from .accounts import AccountWatch, account_json
 from .coordination import Leadership, guard, relay_id
 from .dispatcher import Dispatcher
-from .errors import BadRequest, NotFound, UpstreamError, ValidationError
-from .guard import AccountPolicy
+from .errors import BadRequest, Conflict, NotFound, UpstreamError, ValidationError
+from .guard import AccountPolicy, RuleError, parse_duration
 from .handlers import Handler, HandlerContext, build_handlers
 from .live import Broadcaster
 from .logs import redact
 from .metrics import Metrics
 from .poller import Poller
-from .retention import Retention
+from .retention import SERVED_BATCH, Retention, prune
 from .scheduler import Scheduler
 from .settings import Settings
 from .states import AccountSignal, AnySignal, Signal
@@ -111,6 +111,7 @@ class Relay:
         self._heard_at = time.time()  # the last notice from another relay (or catch-up)
         self._catch_up: asyncio.Task[None] | None = None
         self._catch_up_again = False
+        self._pruning = asyncio.Lock()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -385,6 +386,37 @@ class Relay:
         log.info("account=%s resumed by hand: %s", email, "; ".join(lifted) or "nothing to lift")
         account = next(a for a in await self.account_list() if a["email"] == email)
         return {"email": email, "lifted": lifted, "account": account}
+
+    async def prune(self, body: Any) -> dict[str, Any]:
+        """``POST /api/prune``: what ``runway-relay prune`` asks of a serving relay.
+
+        Run here, the batches take turns with the callbacks in this relay's own transactions; on
+        SQLite a second process pruning would make them wait in the file's lock (seconds at p99).
+        """
+        if not isinstance(body, dict):
+            raise BadRequest('the body must be a JSON object such as {"older_than": "30d"}')
+        unknown = sorted(set(body) - {"older_than", "files", "jobs", "vacuum"})
+        if unknown:
+            raise ValidationError(f"unknown field {unknown[0]!r}", unknown[0])
+        raw = body.get("older_than")
+        if not isinstance(raw, str):
+            raise ValidationError("older_than is required: a duration such as 30d, 12h or 0d", "older_than")
+        try:
+            older_than = parse_duration(raw, zero=True)
+        except RuleError as exc:
+            raise ValidationError(str(exc), "older_than") from None
+        flags = {name: body.get(name, False) for name in ("files", "jobs", "vacuum")}
+        for name, value in flags.items():
+            if not isinstance(value, bool):
+                raise ValidationError(f"{name} must be true or false", name)
+        if self._pruning.locked():
+            raise Conflict("a prune is running on this relay already; wait for it to finish")
+        async with self._pruning:
+            report = await prune(
+                self.store, older_than, self.settings.download_dir, batch=SERVED_BATCH, **flags
+            )
+        log.info("prune (older than %s): %s", raw, "; ".join(report.lines()))
+        return report.as_json()
 
     async def health(self) -> dict[str, Any]:
         """``/healthz``: ok, or degraded with the reason."""

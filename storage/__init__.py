@@ -46,6 +46,16 @@ async def check(url: str) -> str | None:
     return None
 
 
+def served(url: str) -> bool:
+    """Whether ``RELAY_DB`` is a SQLite file a relay serves now: tools that write much (``prune``)
+    then go through that relay rather than wait in the file's lock beside it."""
+    if is_postgres(url):
+        return False
+    from .sqlite import served as sqlite_served
+
+    return sqlite_served(url)
+
+
 def open_store(url: str, routing: Routing | None = None, *, origin: str = "", owner: bool = True) -> Store:
     """A store for ``RELAY_DB`` (call ``await store.open()`` before use).
 
@@ -82,4 +92,5 @@ __all__ = [
     "iso_at",
     "iso_now",
     "open_store",
+    "served",
 ]

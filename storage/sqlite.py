@@ -48,6 +48,20 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+def served(path: str) -> bool:
+    """Whether a relay serves this SQLite file now (it holds the file's lock)."""
+    lock = Path(path + ".lock")
+    if not lock.exists():
+        return False
+    with lock.open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
 class DatabaseInUse(RuntimeError):
     """Another relay process serves this SQLite file."""
 

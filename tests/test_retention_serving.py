@@ -53,10 +53,12 @@ def test_prune_beside_a_serving_relay_while_callbacks_arrive(
     fresh: list[str] = []
     arriving = threading.Thread(target=lambda: fresh.extend(submit(relay, 8)))
     arriving.start()  # their callbacks arrive while prune runs
-    done = run_prune(relay.env, "--older-than", "0d", cwd=tmp_path)
+    done = run_prune({**relay.env, "RELAY_SERVER": relay.url}, "--older-than", "0d", cwd=tmp_path)
     arriving.join()
 
     assert done.returncode == 0, done.stderr
+    # SQLite: the serving relay prunes, between its own callbacks; PostgreSQL: the command itself
+    assert ("pruning through it" in done.stderr) == (not db_url.startswith("postgresql://"))
     assert "removed:" in done.stdout and "events" in done.stdout and "database:" in done.stdout
     for job_id in fresh:  # the relay kept taking callbacks, and kept them
         assert relay.wait_for(job_id, lambda job: job["status"] in ENDED)["status"] == "succeeded"
@@ -73,6 +75,17 @@ def test_prune_beside_a_serving_relay_while_callbacks_arrive(
     )
     assert shown.returncode == 0 and old[0] in shown.stdout, shown.stderr
     assert relay.query("select count(*) from jobs")[0][0] == 16  # rows kept without --jobs
+
+
+def test_prune_through_a_serving_relay_needs_to_reach_it(relay_factory: Any, tmp_path: Path) -> None:
+    relay = relay_factory(RELAY_API_KEY="k" * 32)
+    env = {**relay.env, "RELAY_SERVER": relay.url}
+    done = run_prune({**env, "RELAY_API_KEY": "wrong"}, "--older-than", "0d", cwd=tmp_path)
+    assert done.returncode == 2 and "error (401)" in done.stderr, done.stderr
+    done = run_prune({**env, "RELAY_SERVER": "http://127.0.0.1:9"}, "--older-than", "0d", cwd=tmp_path)
+    assert done.returncode == 3 and "cannot reach the relay" in done.stderr, done.stderr
+    done = run_prune(env, "--older-than", "0d", "--jobs", cwd=tmp_path)
+    assert done.returncode == 0 and "removed:" in done.stdout, done.stderr
 
 
 def test_prune_refuses_a_duration_it_cannot_read(tmp_path: Path) -> None:
@@ -153,3 +166,18 @@ def test_replays_of_a_big_callback_barely_grow_the_file(tmp_path: Path) -> None:
     before, after = asyncio.run(go())
     # Kept whole, 300 replays of 1 MiB took 300 MiB; now one capped body and 299 bodiless events.
     assert after - before < 300 * len(raw) / 100, (before, after)
+
+
+def test_the_prune_route_refuses_what_it_cannot_do(relay: RelayProcess) -> None:
+    for body, field in (
+        ({}, "older_than"),
+        ({"older_than": "soon"}, "older_than"),
+        ({"older_than": "1d", "jobs": "yes"}, "jobs"),
+        ({"older_than": "1d", "everything": True}, "everything"),
+    ):
+        answer = relay.api("POST", "/api/prune", json=body)
+        assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
+    assert relay.api("POST", "/api/prune", json=["1d"]).status_code == 400
+    assert relay.api("POST", "/api/prune", content="older_than=1d").status_code == 415
+    answer = relay.api("POST", "/api/prune", json={"older_than": "30d"})
+    assert answer.status_code == 200 and answer.json()["removed"] == {}
