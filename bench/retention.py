@@ -8,8 +8,8 @@
    load posts callbacks to. Measure the file.
 2. Start ``runway-relay serve`` on it. Baseline: ``--rate`` callbacks/s open loop for ``--seconds``,
    time-to-200 from each request's planned start (bench/ingest.py's client), every callback applied.
-3. Start ``runway-relay prune --older-than 0d`` beside the serving relay and keep the same load on
-   until it exits. Report p50/p99 of both, their ratio, how long the prune took, and the file after.
+3. Run ``runway-relay prune --older-than 0d`` while the relay serves (the command finds the file
+   served and has that relay prune it, ``POST /api/prune``) and keep the same load on until it exits. Report p50/p99 of both, their ratio, how long the prune took, and the file after.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def main() -> None:
             base_lat, base_st = load(relay.port, args.rate, args.seconds, 0.2)
             env = {k: v for k, v in os.environ.items() if not k.startswith(("RELAY_", "USEAPI_"))}
             env.update({"RELAY_DB": str(db), "RELAY_DOWNLOAD_DIR": str(work / "downloads")})
+            env["RELAY_SERVER"] = f"http://127.0.0.1:{relay.port}"  # it prunes through the serving relay
             out = (work / "prune.log").open("w")
             pruning = time.monotonic()
             proc = subprocess.Popen(
