@@ -15,6 +15,7 @@ from .. import rules
 from ..errors import ValidationError
 from ..groups import submit_group
 from ..live import END
+from ..readiness import readiness
 from ..service import Relay
 from ..states import TERMINAL, Status
 from ..timeline import timeline
@@ -182,6 +183,14 @@ async def healthz(request: Request) -> JSONResponse:
     if authenticated(request.scope):
         return JSONResponse(await relay.health())
     return JSONResponse({"status": "degraded" if relay.scheduler.degraded else "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """``GET /readyz``: readiness — 200 when the database takes writes, the loops run and the upstream
+    answers (or is simulated); 503 with the reasons otherwise (see :mod:`runway_relay.readiness`).
+    Needs the key when one is set, like everything but ``/healthz``."""
+    answer = await readiness(_relay(request))
+    return JSONResponse(answer, status_code=200 if answer["status"] == "ready" else 503)
 
 
 async def openapi(request: Request) -> JSONResponse:

@@ -44,6 +44,7 @@ def _routes(relay: Relay) -> list[BaseRoute]:
         Route("/api/groups/{id}", api.get_group, methods=["GET"]),
         Route("/api/usage", api.usage, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
+        Route("/readyz", api.readyz, methods=["GET"]),
         Route("/metrics", api.metrics, methods=["GET"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
         Route("/", dashboard, methods=["GET"]),

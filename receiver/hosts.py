@@ -4,8 +4,10 @@ A DNS-rebinding page makes a browser send ``Host: attacker.example`` to a relay 
 names the relay is really reached by are served: ``RELAY_PUBLIC_URL``'s host (callbacks come that
 way), the bind address, and for a loopback bind ``localhost``, ``127.0.0.1`` and ``[::1]``. A relay
 bound to every address (``0.0.0.0``, which needs ``RELAY_API_KEY``) without ``RELAY_PUBLIC_URL`` does
-not know its names and answers to any. ``GET /healthz`` answers to any name (health checks address
-a relay by its own). Refusals are JSON like every other error.
+not know its names and answers to any. ``GET /healthz`` and ``GET /readyz`` answer to any name:
+probes address a relay by its own name (``relay1:8000``), and neither answer holds data worth a
+rebinding attack (``/readyz`` says ready or why not, and needs the key when one is set). Refusals
+are JSON like every other error.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .asgi import refuse
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 WILDCARDS = ("0.0.0.0", "::", "")
 _ADMITTED = "runway_relay.trusted_host"
+PROBES = ("/healthz", "/readyz")  # liveness and readiness: any Host
 
 
 def _host(netloc_or_host: str) -> str:
@@ -45,9 +48,10 @@ def allowed_hosts(settings: Settings) -> list[str]:
 
 
 def _health_check(scope: Scope) -> bool:
-    """``GET /healthz`` answers whatever the Host: a balancer's or an orchestrator's health check
-    addresses the relay by its own name (``relay1:8000``), and the anonymous answer says only "ok"."""
-    return scope["path"] == "/healthz" and scope["method"] in ("GET", "HEAD")
+    """``GET /healthz`` and ``/readyz`` answer whatever the Host: a balancer's or an orchestrator's
+    probe addresses the relay by its own name (``relay1:8000``); the anonymous ``/healthz`` says only
+    "ok", and ``/readyz`` (keyed when a key is set) only ready or why not."""
+    return scope["path"] in PROBES and scope["method"] in ("GET", "HEAD")
 
 
 class TrustedHosts:

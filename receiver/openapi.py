@@ -277,6 +277,18 @@ def _other_paths() -> dict[str, Schema]:
                 "responses": {"200": _json(ref("Health"), "Alive.")},
             }
         },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: the database takes writes, the loops run, the upstream answers.",
+                "responses": _answers(
+                    {
+                        200: _json(ref("Readiness"), "Ready."),
+                        503: _json(ref("Readiness"), "Not ready; `reasons` says why."),
+                    },
+                    401,
+                ),
+            }
+        },
         "/metrics": {
             "get": {
                 "summary": "Prometheus exposition of the relay_* series.",
@@ -376,6 +388,7 @@ _OPERATION_IDS = {
     ("/api/accounts/{email}/resume", "post"): "resumeAccount",
     ("/api/prune", "post"): "prune",
     ("/healthz", "get"): "health",
+    ("/readyz", "get"): "readiness",
     ("/metrics", "get"): "metrics",
     ("/openapi.json", "get"): "openapi",
     ("/", "get"): "dashboard",

@@ -241,4 +241,13 @@ def component_schemas() -> dict[str, Schema]:
                 "handlers": {"type": "array", "items": {"type": "string"}},
             },
         },
+        "Readiness": {
+            "type": "object",
+            "required": ["status"],
+            "properties": {
+                "status": {"type": "string", "enum": ["ready", "not ready"]},
+                "reasons": {"type": "array", "items": {"type": "string"}},
+                "upstream": {"type": "string", "enum": ["simulator", "useapi.net"]},
+            },
+        },
     }

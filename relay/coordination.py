@@ -56,6 +56,7 @@ class Leadership:
         self.loops = dict(loops)
         self._tasks: list[asyncio.Task[None]] = []
         self.elected = asyncio.Event()
+        self.checked_at: float | None = None  # loop clock of the last answer about the lease
 
     @property
     def leading(self) -> bool:
@@ -68,6 +69,7 @@ class Leadership:
             while True:
                 try:
                     held = await self.store.lead(SCHEDULER_LEASE, self.holder, self.seconds)
+                    self.checked_at = asyncio.get_running_loop().time()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # the database is away: we cannot know, so we stop scheduling
@@ -85,6 +87,18 @@ class Leadership:
                 await asyncio.sleep(self.seconds / 4)
         finally:
             await self._stop_loops()
+
+    def stalled(self) -> list[str]:
+        """What is wrong with the loops, in words (``[]``: the lease is looked after, and while this
+        relay schedules its loops all run) — for ``/readyz``."""
+        reasons = []
+        now = asyncio.get_running_loop().time()
+        if self.checked_at is not None and now - self.checked_at > self.seconds:
+            reasons.append(f"the scheduler lease has not been renewed for {now - self.checked_at:.0f} s")
+        for task in self._tasks:
+            if task.done():
+                reasons.append(f"the {task.get_name().removeprefix('relay-')} loop has stopped")
+        return reasons
 
     async def _stop_loops(self) -> None:
         tasks, self._tasks = self._tasks, []

@@ -79,6 +79,7 @@ class Outbox:
     finish: Callable[..., Awaitable[bool]]
     next_due: Callable[[list[str] | None], Awaitable[float | None]]
     recover: Callable[[], Awaitable[int]]
+    release: Callable[[str], Awaitable[int]]
 
 
 Key = tuple[str, int]  # (outbox kind, run id)
@@ -122,6 +123,7 @@ class Dispatcher:
                 store.finish_run,
                 store.next_run_due,
                 store.recover_runs,
+                store.release_runs,
             )
         ]
         if noticed:  # no handler wants account signals: never look at their table
@@ -134,10 +136,12 @@ class Dispatcher:
                     store.finish_notice_run,
                     store.next_notice_due,
                     store.recover_notice_runs,
+                    store.release_notice_runs,
                 )
             )
         self._outbox = {outbox.kind: outbox for outbox in self.outboxes}
         self._notices_at = 0.0  # when to look at the notice outbox next
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
     def wake(self, *_: Any, **signalled: Any) -> None:
         """Look for due runs now (connected to every job signal)."""
@@ -151,6 +155,7 @@ class Dispatcher:
         if recovered:
             log.info("resuming %d handler run(s) interrupted by a restart", recovered)
         heartbeat = asyncio.create_task(self._heartbeat(), name="relay-run-leases")
+        self._heartbeat_task = heartbeat
         try:
             while True:
                 self._wake.clear()
@@ -224,6 +229,37 @@ class Dispatcher:
         """Wait for runs in progress (used at shutdown)."""
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=timeout)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the run-lease heartbeat is going (it runs as long as the loop does)."""
+        return self._heartbeat_task is not None and not self._heartbeat_task.done()
+
+    async def shutdown(self, grace: float) -> int:
+        """After the loop was cancelled: give the runs in progress ``grace`` seconds to end (their
+        leases still renewed), then stop the rest and hand them back to the outbox — ``pending``,
+        due now, the try not counted — so another relay or the next start runs them at once.
+        Returns how many were handed back."""
+        if not self._running:
+            return 0
+        heartbeat = asyncio.create_task(self._heartbeat(), name="relay-run-leases-drain")
+        try:
+            await self.drain(grace)
+        finally:
+            heartbeat.cancel()
+        left = list(self._running.values())
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        handed = 0
+        for outbox in self.outboxes:
+            try:
+                handed += await outbox.release(self.owner)
+            except Exception as exc:  # the database is away: the leases run out instead
+                log.warning("could not hand back the %s runs still running: %s", outbox.kind, exc)
+        if handed:
+            log.info("handed %d handler run(s) back to the outbox at shutdown", handed)
+        return handed
 
     async def _execute(self, run: dict[str, Any], kind: str = "job") -> None:
         name, attempts = run["handler"], int(run["attempts"])

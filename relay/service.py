@@ -143,8 +143,13 @@ class Relay:
         """Signals some enabled handler wants: only those can have written outbox rows to run."""
         return {signal for handler in self.handlers.values() for signal in handler.events}
 
+    def loops(self) -> list[tuple[str, asyncio.Task[None]]]:
+        """The background loops every relay runs (the dispatcher, the leadership), by name."""
+        return [(task.get_name().removeprefix("relay-"), task) for task in self._tasks]
+
     async def stop(self) -> None:
-        """Stop the loops, let work in flight finish briefly, give up the lease, close everything."""
+        """Stop the loops, give handler runs in flight ``RELAY_SHUTDOWN_GRACE`` seconds and hand the
+        rest back to the outbox, give up the scheduler lease, close everything."""
         for name in self._handled_signals():
             signals.signal_for(name).disconnect(self.dispatcher.wake)
         for task in self._tasks:
@@ -152,9 +157,11 @@ class Relay:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.scheduler.drain(5)
-        await self.dispatcher.drain(5)
+        grace = self.settings.shutdown_grace
+        await asyncio.gather(self.scheduler.drain(min(grace, 5.0)), self.dispatcher.shutdown(grace))
         await self.leadership.resign()
+        with contextlib.suppress(Exception):
+            await self.store.resign(f"ready:{self.id}", f"ready:{self.id}")
         for task in (self._foreign_flush, self._catch_up):
             if task is not None:
                 task.cancel()

@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import resource
+import signal
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -44,9 +45,6 @@ def _raw_answer(status: bytes, error: str, *extra: bytes) -> bytes:
 _HEADERS_LATE = _raw_answer(b"HTTP/1.1 408 Request Timeout", "the request headers did not arrive in time")
 _BODY_LATE = _raw_answer(b"HTTP/1.1 408 Request Timeout", "the request body stopped arriving")
 _BUSY = _raw_answer(b"HTTP/1.1 503 Service Unavailable", "too many connections; try again", b"retry-after: 5")
-
-
-SHUTDOWN_GRACE = 5  # seconds requests in flight get at SIGTERM before open event streams are cut
 
 
 def raise_fd_limit() -> int:
@@ -165,6 +163,10 @@ class _Server(uvicorn.Server):
         if self.on_exit is not None:
             self.on_exit()
         super().handle_exit(sig, frame)
+        # uvicorn raises the signal again once it has stopped, so SIGTERM would end the process
+        # "killed by signal 15". A SIGTERM that led to a clean stop is a success: exit 0.
+        if sig == signal.SIGTERM:
+            self._captured_signals.remove(sig)
 
 
 def run(app: Any, settings: Settings, *, access_log: bool, on_exit: Callable[[], None] | None = None) -> None:
@@ -188,6 +190,7 @@ def run(app: Any, settings: Settings, *, access_log: bool, on_exit: Callable[[],
         access_log=access_log,
         http=guarded_protocol(settings.header_timeout, settings.body_timeout, connections),  # type: ignore[arg-type]
         timeout_keep_alive=5,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE,
+        # requests in flight (callbacks among them) get this long to finish; then the relay stops
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
     )
     _Server(config, on_exit).run()

@@ -76,6 +76,7 @@ class Settings:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     sse_max: int = 100
+    shutdown_grace: float = 10.0
     moderation: ModerationRule | None = DEFAULT_MODERATION
     credits_low: CreditsRule | None = DEFAULT_CREDITS_LOW
     blocklist: tuple[blocklist.Rule, ...] = ()
@@ -355,6 +356,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         header_timeout=_number(env, "RELAY_HEADER_TIMEOUT", 10.0, 0.1),
         body_timeout=_number(env, "RELAY_BODY_TIMEOUT", 30.0, 0.1),
         sse_max=int(_number(env, "RELAY_SSE_MAX", 100, 1)),
+        shutdown_grace=_number(env, "RELAY_SHUTDOWN_GRACE", 10.0, 0.0),
         moderation=_moderation(env),
         credits_low=_credits_low(env),
         blocklist=_blocklist(env),

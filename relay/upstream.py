@@ -168,6 +168,9 @@ class Upstream:
         self._root = root.rstrip("/") + PREFIX
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._metrics = metrics or Metrics()
+        # Why the last call got no usable answer (no connection, a timeout, a 5xx), or None once one
+        # did: what /readyz says of the upstream, without calling it per probe.
+        self.unreachable: str | None = None
 
     def _url(self, path: str) -> str:
         return f"{self._root}/{path}"
@@ -190,8 +193,11 @@ class Upstream:
         except httpx.HTTPError as exc:
             answer = "timeout" if isinstance(exc, httpx.TimeoutException) else "error"
             self._metrics.upstream_call(endpoint, answer, time.perf_counter() - started)
+            self.unreachable = f"the last call to useapi.net failed ({type(exc).__name__})"
             raise UpstreamError(f"{method} {path.split('/')[0]}: {type(exc).__name__}") from exc
         self._metrics.upstream_call(endpoint, str(response.status_code), time.perf_counter() - started)
+        status = response.status_code
+        self.unreachable = f"useapi.net answered the last call {status}" if status >= 500 else None
         return response
 
     async def create(self, body: dict[str, Any]) -> CreateResult:

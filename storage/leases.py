@@ -35,6 +35,21 @@ class LeasesMixin(StoreCore):
         """Give lease ``name`` up at once (a clean shutdown), so another relay need not wait it out."""
         await tx.run("delete from leases where name = ? and holder = ?", [name, holder])
 
+    @writes
+    async def probe_write(self, tx: Tx, name: str, seconds: float) -> None:
+        """``/readyz``: a real write, committed — (re)write lease ``name`` (say ``ready:<relay id>``)
+        to end in ``seconds``, and sweep the ``ready:`` rows of relays gone for good. Raises
+        :class:`~runway_relay.errors.StorageUnavailable` when the database cannot take writes."""
+        await tx.run(
+            "insert into leases (name, holder, expires_at, epoch) "
+            f"values (?, ?, {tx.now} + ?, 1) on conflict (name) do update set "
+            "expires_at = excluded.expires_at, epoch = leases.epoch + 1",
+            [name, name, seconds],
+        )
+        await tx.run(
+            f"delete from leases where name like 'ready:%' and name <> ? and expires_at < {tx.now}", [name]
+        )
+
     @reads
     async def lease(self, tx: Tx, name: str) -> dict[str, Any] | None:
         """Who holds lease ``name`` and for how many more seconds (``None`` when nobody does)."""

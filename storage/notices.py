@@ -149,6 +149,17 @@ class NoticesMixin(StoreCore):
         )
         return {int(row["id"]) for row in rows}
 
+    @writes
+    async def release_notice_runs(self, tx: Tx, owner: str) -> int:
+        """At shutdown: ``owner``'s running notice runs are ``pending`` again, as
+        :meth:`~.outbox.OutboxMixin.release_runs` does for job runs."""
+        return await tx.execute(
+            "update notice_runs set status = 'pending', lease_owner = null, lease_until = null, "
+            "attempts = case when attempts > 0 then attempts - 1 else 0 end, next_at = ?, updated_at = ? "
+            "where lease_owner = ? and status = 'running'",
+            [time.time(), iso_now(), owner],
+        )
+
     @reads
     async def next_notice_due(self, tx: Tx, handlers: list[str] | None = None) -> float | None:
         """When the earliest pending notice run (of ``handlers``) is due, or ``None``."""

@@ -100,6 +100,18 @@ class OutboxMixin(StoreCore):
         )
         return {int(row["id"]) for row in rows}
 
+    @writes
+    async def release_runs(self, tx: Tx, owner: str) -> int:
+        """At shutdown: the runs ``owner`` still runs become ``pending`` again, due now, their lease
+        cleared and the interrupted try not counted, so another relay (or the next start) runs them
+        at once. Only ``owner``'s rows. Returns how many were handed back."""
+        return await tx.execute(
+            "update handler_runs set status = 'pending', lease_owner = null, lease_until = null, "
+            "attempts = case when attempts > 0 then attempts - 1 else 0 end, next_at = ?, updated_at = ? "
+            "where lease_owner = ? and status = 'running'",
+            [time.time(), iso_now(), owner],
+        )
+
     @reads
     async def next_run_due(self, tx: Tx, handlers: list[str] | None = None) -> float | None:
         """When the earliest pending run that may start (of ``handlers``, when given) is due, or ``None``."""
