@@ -84,6 +84,29 @@ def serve(host: str, port: int, access_log: bool) -> None:
 
 
 @main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace FILE when it exists.")
+def backup(file: Path, force: bool) -> None:
+    """Copy RELAY_DB to FILE, consistently, while a relay serves it, and check the copy.
+
+    SQLite: SQLite's online backup, then PRAGMA integrity_check on the copy. PostgreSQL: pg_dump
+    --format=custom, then pg_restore --list. Restore: see README, "Backup and restore".
+    """
+    from .storage.backup import BackupError
+    from .storage.backup import backup as make_backup
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        fail(f"configuration error: {exc}", EXIT_USAGE)
+    try:
+        made = make_backup(settings.db_path, file, force=force)
+    except BackupError as exc:
+        fail(f"backup failed: {exc}", EXIT_FAILED)
+    click.echo(made.summary())
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8100, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--step-seconds", default=1.0, show_default=True, type=click.FloatRange(0.001))
