@@ -59,7 +59,9 @@ async def _feed(stdin: asyncio.StreamWriter | None, data: bytes) -> None:
     """Write the job JSON; a command that does not read stdin is fine."""
     if stdin is None:
         return
-    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+    # A command that exited before reading: a broken pipe, or (when asyncio already saw the pipe
+    # close) a RuntimeError from the closed transport.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
         stdin.write(data)
         await stdin.drain()
     stdin.close()
