@@ -65,6 +65,7 @@ def backup(url: str, target: Path, *, force: bool = False) -> Backup:
     with contextlib.suppress(FileNotFoundError):
         part.unlink()
     try:
+        part.touch(mode=0o600)  # the copy holds what the database holds: its owner's eyes only
         made = _pg_dump(url, part) if is_postgres(url) else _sqlite_copy(url, part)
         os.replace(part, target)
     finally:

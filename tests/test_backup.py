@@ -71,6 +71,7 @@ def test_a_serving_sqlite_relay_is_copied_whole_while_callbacks_arrive(
     assert str(copy) in done.stdout and "integrity ok" in done.stdout and " jobs" in done.stdout
     assert events_at_start > 0
     assert not Path(f"{copy}-wal").exists()  # one self-contained file
+    assert copy.stat().st_mode & 0o077 == 0
     with contextlib.closing(sqlite3.connect(f"file:{copy}?mode=ro", uri=True)) as db:
         assert db.execute("pragma integrity_check").fetchall() == [("ok",)]
         ids = {row[0] for row in db.execute("select id from jobs")}
