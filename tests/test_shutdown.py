@@ -23,8 +23,14 @@ from runway_relay.simulator import Simulator
 
 from conftest import RelayProcess
 from servers import serve_in_thread
+from test_handlers_support import handler_context, succeeded_job
 
 CLIENTS = 8
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 @pytest.fixture
@@ -160,3 +166,17 @@ def test_a_handler_run_still_running_at_sigterm_is_handed_back_and_runs_after_a_
 
 def test_serve_exits_0_on_sigterm(relay: RelayProcess) -> None:
     assert terminate(relay) == 0, relay.log()[-3000:]
+
+
+@pytest.mark.anyio
+async def test_only_the_stopping_relays_runs_are_handed_back(tmp_path: Path) -> None:
+    async with handler_context(tmp_path, ("a", "b")) as ctx:
+        store: Any = ctx.store
+        job = await succeeded_job(store)
+        (mine,) = await store.claim_runs("stopping", 1e12, 1, 60, ["a"])
+        (theirs,) = await store.claim_runs("other", 1e12, 1, 60, ["b"])
+        assert await store.release_runs("stopping") == 1
+        runs = {run["name"]: run for run in (await store.get_job(job["id"]))["handlers"]}
+    assert (runs["a"]["status"], runs["a"]["attempts"]) == ("pending", 0)
+    assert (runs["b"]["status"], runs["b"]["attempts"]) == ("running", 1)
+    assert (mine["handler"], theirs["handler"]) == ("a", "b")
