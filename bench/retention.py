@@ -9,7 +9,8 @@
 2. Start ``runway-relay serve`` on it. Baseline: ``--rate`` callbacks/s open loop for ``--seconds``,
    time-to-200 from each request's planned start (bench/ingest.py's client), every callback applied.
 3. Run ``runway-relay prune --older-than 0d`` while the relay serves (the command finds the file
-   served and has that relay prune it, ``POST /api/prune``) and keep the same load on until it exits. Report p50/p99 of both, their ratio, how long the prune took, and the file after.
+   served and has that relay prune it, ``POST /api/prune``) and keep the same load on until it
+   exits. Report p50/p99 of both, their ratio, how long the prune took, and the file after.
 """
 
 from __future__ import annotations
