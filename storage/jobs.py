@@ -103,7 +103,8 @@ class JobsMixin(StoreCore):
         through the status index, whose rows are few but for a long queue.
         """
         ended = await tx.rows(
-            f"select * from jobs where {ENDED} and updated_at >= ? order by updated_at desc limit ?",
+            f"select * from jobs{tx.ended_jobs_index} where {ENDED} and updated_at >= ? "
+            "order by updated_at desc limit ?",
             [since, limit],
         )
         others = await tx.rows(

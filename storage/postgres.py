@@ -105,6 +105,7 @@ class PostgresTx:
     for_update = " for update"
     skip_locked = " for update skip locked"
     now = "extract(epoch from clock_timestamp())::float8"
+    ended_jobs_index = ""
 
     def __init__(
         self, conn: psycopg.AsyncConnection[dict[str, Any]], pipeline: psycopg.AsyncPipeline | None = None

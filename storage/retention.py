@@ -121,7 +121,7 @@ class RetentionMixin(StoreCore):
             "not exists (select 1 from handler_runs r where r.job_id = jobs.id and r.status in (?, ?))"
         )
         return await tx.rows(
-            f"select id, status, updated_at from jobs where {' and '.join(where)} "
+            f"select id, status, updated_at from jobs{tx.ended_jobs_index} where {' and '.join(where)} "
             f"order by updated_at, id limit ?{tx.for_update}",
             [*args, *_BUSY, limit],
         )

@@ -84,6 +84,7 @@ class SQLiteTx:
     for_update = ""  # one writer: a read inside BEGIN IMMEDIATE is already exclusive
     skip_locked = ""
     now = "((julianday('now') - 2440587.5) * 86400.0)"
+    ended_jobs_index = " indexed by idx_jobs_ended_updated_at"
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
