@@ -23,6 +23,9 @@ from .upstream import Upstream
 log = logging.getLogger("runway_relay.poller")
 
 
+LOST_AFTER = 3  # polls in a row answered 404 before a task counts as lost upstream
+
+
 class Poller:
     """Polls silent active jobs every few seconds."""
 
@@ -70,6 +73,9 @@ class Poller:
             body = await self.upstream.get_task(task_id)
             update = parse_task(body)
         except (UpstreamError, TaskParseError) as exc:
+            if isinstance(exc, UpstreamError) and exc.status == 404 and tries + 1 >= LOST_AFTER:
+                await self._lost(job_id, attempt, task_id, str(exc))
+                return
             wait = exponential(tries + 1, base=self.poll_after, cap=3600.0)
             await self.store.record_poll_error(job_id, time.time() + wait, str(exc))
             log.warning("poll failed job=%s task=%s: %s; next in %.0fs", job_id, task_id, exc, wait)
@@ -77,4 +83,14 @@ class Poller:
         result = await self.store.ingest_poll(job_id, attempt, update, redact(json.dumps(body))[:65536])
         if result.outcome == "applied":
             log.info("poll applied job=%s status=%s", job_id, update.status)
+        await self.on_result(result)
+
+    async def _lost(self, job_id: str, attempt: int, task_id: str, answer: str) -> None:
+        """useapi.net no longer knows the task (its state was lost, or it is long gone): the job
+        fails as a transient upstream failure, which frees its slot and lets ``resubmit`` send it
+        again, instead of polling a task that will never answer."""
+        error = f"useapi.net no longer knows the task ({LOST_AFTER} polls answered: {answer})"
+        body = {"taskId": task_id, "status": "FAILED", "error": error}
+        result = await self.store.ingest_poll(job_id, attempt, parse_task(body), json.dumps(body))
+        log.warning("task lost upstream job=%s task=%s: the job failed", job_id, task_id)
         await self.on_result(result)

@@ -177,3 +177,20 @@ def test_a_create_that_never_arrived_is_sent_again_after_a_restart(tmp_path: Pat
 def submitting(db: str, job_id: str) -> bool:
     rows = query(db, "select submitting_since from jobs where id = ?", [job_id])
     return bool(rows and rows[0][0])
+
+
+def test_a_task_the_upstream_forgot_fails_and_is_sent_again(relay_factory: Any) -> None:
+    """The built-in simulator forgets its tasks when the relay restarts (as useapi.net may forget a
+    long-gone task): polls answer 404, and after a few the job fails and is re-submitted, instead of
+    holding its account's slot for ever."""
+    relay = relay_factory(RELAY_POLL_AFTER="1")
+    job = relay.api("POST", "/api/jobs", json={"model": "gen4.5", "text_prompt": "a held shot [hold]"}).json()
+    relay.wait_for(job["id"], lambda j: j["status"] == "running")
+    relay.stop()
+    relay.start()  # a new simulator: it never heard of the task
+
+    again = relay.wait_for(job["id"], lambda j: j["attempt"] == 2 and j["status"] == "running", timeout=60)
+    events = relay.api("GET", f"/api/jobs/{job['id']}").json()["events"]
+    lost = [e for e in events if e["source"] == "poll" and e["status"] == "failed"]
+    assert lost and lost[0]["attempt"] == 1, events
+    assert again["handlers"] and any(h["name"] == "resubmit" for h in again["handlers"])
