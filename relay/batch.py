@@ -55,8 +55,13 @@ def read(path: Path) -> tuple[list[Line], list[str]]:
     lines: list[Line] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, 1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"line {number}: not UTF-8 text (is {path.name} a JSONL file?)")
+                continue
             if not text.strip():
                 continue
             try:

@@ -22,9 +22,13 @@ class Client:
     def __init__(self, server: str, api_key: str | None) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.server = server_url(server)
-        self.http = httpx.Client(
-            base_url=self.server, headers=headers, timeout=httpx.Timeout(60.0, connect=5.0)
-        )
+        try:
+            self.http = httpx.Client(
+                base_url=self.server, headers=headers, timeout=httpx.Timeout(60.0, connect=5.0)
+            )
+            self.http.build_request("GET", "/")  # a bad host or port shows here, not as a traceback
+        except (httpx.InvalidURL, ValueError) as exc:
+            fail(f"--server / RELAY_SERVER {server!r} is not a URL of a relay: {exc}", EXIT_USAGE)
 
     def request(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
         """One request: ``(status, body)`` whatever the status; exits 3 when the server cannot be reached.

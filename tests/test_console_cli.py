@@ -187,3 +187,15 @@ def test_a_cli_post_without_a_body_still_sends_json(relay: RelayProcess, monkeyp
     job = client.call("POST", "/api/jobs", json={"model": "gen4.5", "text_prompt": "[stall] x"})
     client.call("POST", f"/api/jobs/{job['id']}/cancel")
     assert seen[-1].headers["content-type"] == "application/json" and seen[-1].content == b"{}"
+
+
+def test_a_bad_server_or_a_binary_batch_file_is_a_message_not_a_traceback(tmp_path: Path) -> None:
+    for server in ("localhost:notaport", "http://256.1.1.1:80"):
+        done = cli("jobs", server=server)
+        assert done.returncode == 2 and "is not a URL of a relay" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    binary = tmp_path / "picture.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe" * 20)
+    done = cli("batch", str(binary), server="127.0.0.1:9")  # checked before anything is sent
+    assert done.returncode == 2 and "line 1: not UTF-8 text" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
