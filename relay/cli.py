@@ -45,6 +45,9 @@ def serve(host: str, port: int, access_log: bool) -> None:
             "or use --host 127.0.0.1.",
             EXIT_USAGE,
         )
+    problem = serving.listen_problem(host, port)
+    if problem:
+        fail(problem, EXIT_USAGE)
     logs.setup(settings.log_level, settings.log_format)
     if settings.simulated:  # a log line, so that RELAY_LOG_FORMAT=json keeps stderr all JSON
         logging.getLogger("runway_relay").info(
@@ -109,12 +112,12 @@ def simulate(
     """
     import uvicorn
 
-    from . import logs
+    from . import logs, serving
     from .settings import _accounts
     from .simulator import create_app as create_sim
 
     try:
-        parsed = dict(_accounts(accounts)) or None
+        parsed = dict(_accounts(accounts, "--accounts")) or None
         plans = _credits(credits)
     except SettingsError as exc:
         fail(str(exc), EXIT_USAGE)
@@ -124,6 +127,9 @@ def simulate(
             "and make it post anywhere. Give --token (or SIMULATOR_TOKEN), or use --host 127.0.0.1.",
             EXIT_USAGE,
         )
+    problem = serving.listen_problem(host, port)
+    if problem:
+        fail(problem, EXIT_USAGE)
     logs.setup()
     app = create_sim(
         accounts=parsed,

@@ -23,6 +23,7 @@ import json
 import logging
 import resource
 import signal
+import socket
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -45,6 +46,19 @@ def _raw_answer(status: bytes, error: str, *extra: bytes) -> bytes:
 _HEADERS_LATE = _raw_answer(b"HTTP/1.1 408 Request Timeout", "the request headers did not arrive in time")
 _BODY_LATE = _raw_answer(b"HTTP/1.1 408 Request Timeout", "the request body stopped arriving")
 _BUSY = _raw_answer(b"HTTP/1.1 503 Service Unavailable", "too many connections; try again", b"retry-after: 5")
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on now (in use, not this machine's address), or ``None``.
+
+    Checked before uvicorn starts, which would log the error and exit 3 ("server unreachable").
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.create_server((host, port), family=family):
+            return None
+    except OSError as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
 def raise_fd_limit() -> int:

@@ -182,18 +182,22 @@ def _url(env: Mapping[str, str], name: str) -> str | None:
     return raw
 
 
-def _accounts(raw: str) -> tuple[tuple[str, int], ...]:
-    """Parse ``RELAY_ACCOUNTS=a@x.com:2,b@y.com:3`` (capacity defaults to 2)."""
+def _accounts(raw: str, source: str = "RELAY_ACCOUNTS") -> tuple[tuple[str, int], ...]:
+    """Parse ``RELAY_ACCOUNTS=a@x.com:2,b@y.com:3`` (capacity defaults to 2); ``source`` names the
+    setting or flag in errors."""
     accounts: list[tuple[str, int]] = []
     for item in filter(None, (part.strip() for part in raw.split(","))):
         email, _, capacity = item.partition(":")
+        local, at, domain = email.strip().partition("@")
+        if not (local and at and domain) or any(c.isspace() for c in email.strip()):
+            raise SettingsError(f"{source} entry {item!r}: expected email:maxJobs, e.g. a@x.com:2")
         try:
             max_jobs = int(capacity) if capacity else 2
         except ValueError:
-            raise SettingsError(f"RELAY_ACCOUNTS entry {item!r}: capacity must be 1-10") from None
+            raise SettingsError(f"{source} entry {item!r}: maxJobs must be a whole number 1-10") from None
         if not 1 <= max_jobs <= 10:
-            raise SettingsError(f"RELAY_ACCOUNTS entry {item!r}: capacity must be 1-10")
-        accounts.append((email, max_jobs))
+            raise SettingsError(f"{source} entry {item!r}: maxJobs must be 1-10")
+        accounts.append((email.strip(), max_jobs))
     return tuple(accounts)
 
 

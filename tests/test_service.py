@@ -62,3 +62,18 @@ def test_a_second_serve_on_one_sqlite_file_is_refused(relay: RelayProcess, tmp_p
     assert done.returncode == 2, done.stderr
     assert "already served by a relay" in done.stderr and "postgresql://" in done.stderr
     assert relay.api("GET", "/healthz").status_code == 200  # the first one is untouched
+
+
+def test_serve_on_a_port_in_use_says_so_and_exits_2(relay: RelayProcess, tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "runway_relay", "serve", "--port", str(relay.port)]
+    done = subprocess.run(argv, env=relay_env(tmp_path / "other"), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert f"cannot listen on 127.0.0.1:{relay.port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_simulate_refuses_accounts_it_cannot_read_naming_its_flag() -> None:
+    for given, says in (("garbage", "expected email:maxJobs"), ("a@x.com:abc", "maxJobs must be")):
+        argv = [sys.executable, "-m", "runway_relay", "simulate", "--accounts", given]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and f"--accounts entry {given!r}: {says}" in done.stderr, done.stderr
