@@ -26,9 +26,11 @@ BATCH = 100  # jobs per transaction (~10 ms on SQLite): a callback waits for one
 # Between batches: a serving relay's writes (SQLite: a writer sleeping in its busy handler) get the
 # database before the next batch takes it; without it a prune starves ingest for seconds.
 PAUSE = 0.02
-# Inside a serving relay the batches share its own writer with the callbacks (no lock to wait in),
-# so they are smaller: a callback arriving during one waits a few milliseconds at most.
-SERVED_BATCH = 25
+# Inside a serving relay the batches queue on its own writer with the callbacks (no lock to wait
+# in, no busy handler sleeping), so they are small and barely paused: a callback arriving during one
+# waits about a millisecond for it.
+SERVED_BATCH = 10
+SERVED_PAUSE = 0.005
 RETAIN_EVERY = 3600.0  # seconds between two scheduled prunes (RELAY_RETAIN_DAYS)
 RETAIN_FIRST = 60.0  # the first one, after the relay took the lead
 
@@ -177,7 +179,12 @@ class Retention:
     async def once(self) -> PruneReport:
         """One scheduled prune, logged."""
         report = await prune(
-            self.store, self.days * 86400, self.download_dir, files=self.files, batch=SERVED_BATCH
+            self.store,
+            self.days * 86400,
+            self.download_dir,
+            files=self.files,
+            batch=SERVED_BATCH,
+            pause=SERVED_PAUSE,
         )
         if report.removed:
             log.info("retention (RELAY_RETAIN_DAYS=%g): %s", self.days, "; ".join(report.lines()))

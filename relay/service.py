@@ -31,7 +31,7 @@ from .live import Broadcaster
 from .logs import redact
 from .metrics import Metrics
 from .poller import Poller
-from .retention import SERVED_BATCH, Retention, prune
+from .retention import SERVED_BATCH, SERVED_PAUSE, Retention, prune
 from .scheduler import Scheduler
 from .settings import Settings
 from .states import AccountSignal, AnySignal, Signal
@@ -420,7 +420,12 @@ class Relay:
             raise Conflict("a prune is running on this relay already; wait for it to finish")
         async with self._pruning:
             report = await prune(
-                self.store, older_than, self.settings.download_dir, batch=SERVED_BATCH, **flags
+                self.store,
+                older_than,
+                self.settings.download_dir,
+                batch=SERVED_BATCH,
+                pause=SERVED_PAUSE,
+                **flags,
             )
         log.info("prune (older than %s): %s", raw, "; ".join(report.lines()))
         return report.as_json()
