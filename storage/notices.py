@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..states import AccountSignal, RunStatus
+from . import runs
 from .connector import Tx
 from .core import StoreCore, marks, reads, writes
 from .records import iso_now
@@ -40,14 +41,6 @@ def notice_from(row: dict[str, Any]) -> Notice:
     """A :class:`Notice` from its stored row."""
     detail = json.loads(row["detail"]) if row.get("detail") else {}
     return Notice(int(row["id"]), str(row["email"]), AccountSignal(row["signal"]), detail, str(row["at"]))
-
-
-def _only(handlers: list[str] | None) -> tuple[str, list[str]]:
-    if handlers is None:
-        return "", []
-    if not handlers:
-        return " and 1 = 0", []
-    return f" and r.handler in ({marks(handlers)})", list(handlers)
 
 
 class NoticesMixin(StoreCore):
@@ -109,10 +102,7 @@ class NoticesMixin(StoreCore):
         """At start, where this process owns the database: runs a crash left running are pending."""
         if not self.connector.exclusive:
             return 0
-        return await tx.execute(
-            "update notice_runs set status = 'pending', lease_owner = null, lease_until = null "
-            "where status = 'running'"
-        )
+        return await runs.recover(tx, "notice_runs")
 
     @writes
     async def claim_notice_runs(
@@ -120,54 +110,29 @@ class NoticesMixin(StoreCore):
     ) -> list[dict[str, Any]]:
         """Take up to ``limit`` due notice runs (of ``handlers``) for ``owner``; each carries its
         ``notice`` (the notice JSON)."""
-        only, names = _only(handlers)
-        runs = await tx.rows(
-            "update notice_runs set status = 'running', attempts = coalesce(attempts, 0) + 1, "
-            f"lease_owner = ?, lease_until = {tx.now} + ?, updated_at = ? "
-            "where id in (select r.id from notice_runs r where "
-            "((r.status = 'pending' and r.next_at <= ?) "
-            f"or (r.status = 'running' and r.lease_until < {tx.now})){only} "
-            f"order by r.next_at, r.id limit ?{tx.skip_locked}) returning *",
-            [owner, lease, iso_now(), now, *names, limit],
-        )
-        if not runs:
+        claimed = await runs.claim(tx, "notice_runs", owner, now, limit, lease, handlers)
+        if not claimed:
             return []
-        ids = sorted({int(run["notice_id"]) for run in runs})
+        ids = sorted({int(run["notice_id"]) for run in claimed})
         rows = await tx.rows(f"select * from account_notices where id in ({marks(ids)})", ids)
         by_id = {int(row["id"]): notice_from(row).json() for row in rows}
-        return [{**run, "notice": by_id[int(run["notice_id"])]} for run in runs]
+        return [{**run, "notice": by_id[int(run["notice_id"])]} for run in claimed]
 
     @writes
     async def renew_notice_runs(self, tx: Tx, owner: str, run_ids: list[int], lease: float) -> set[int]:
         """Extend ``owner``'s leases on notice runs; the ids it still holds."""
-        if not run_ids:
-            return set()
-        rows = await tx.rows(
-            f"update notice_runs set lease_until = {tx.now} + ? where lease_owner = ? and status = 'running' "
-            f"and id in ({marks(run_ids)}) returning id",
-            [lease, owner, *run_ids],
-        )
-        return {int(row["id"]) for row in rows}
+        return await runs.renew(tx, "notice_runs", owner, run_ids, lease)
 
     @writes
     async def release_notice_runs(self, tx: Tx, owner: str) -> int:
         """At shutdown: ``owner``'s running notice runs are ``pending`` again, as
         :meth:`~.outbox.OutboxMixin.release_runs` does for job runs."""
-        return await tx.execute(
-            "update notice_runs set status = 'pending', lease_owner = null, lease_until = null, "
-            "attempts = case when attempts > 0 then attempts - 1 else 0 end, next_at = ?, updated_at = ? "
-            "where lease_owner = ? and status = 'running'",
-            [time.time(), iso_now(), owner],
-        )
+        return await runs.release(tx, "notice_runs", owner)
 
     @reads
     async def next_notice_due(self, tx: Tx, handlers: list[str] | None = None) -> float | None:
         """When the earliest pending notice run (of ``handlers``) is due, or ``None``."""
-        only, names = _only(handlers)
-        row = await tx.one(
-            f"select min(r.next_at) as t from notice_runs r where r.status = 'pending'{only}", names
-        )
-        return row["t"] if row else None
+        return await runs.next_due(tx, "notice_runs", handlers)
 
     @writes
     async def finish_notice_run(
@@ -183,22 +148,6 @@ class NoticesMixin(StoreCore):
         refund: bool = False,
     ) -> bool:
         """Record a notice run's end, as :meth:`~.outbox.OutboxMixin.finish_run` does for job runs."""
-        changes: dict[str, Any] = {
-            "status": status.value,
-            "last_error": error,
-            "updated_at": iso_now(),
-            "lease_owner": None,
-            "lease_until": None,
-        }
-        if output is not None:
-            changes["output"] = output
-        if next_at is not None:
-            changes["next_at"] = next_at
-        sets = ", ".join(f"{column} = ?" for column in changes)
-        if refund:
-            sets += ", attempts = attempts - 1"
-        changed = await tx.execute(
-            f"update notice_runs set {sets} where id = ? and lease_owner = ? and status = 'running'",
-            [*changes.values(), run_id, owner],
+        return await runs.end(
+            tx, "notice_runs", run_id, owner, runs.ending(status, error, output, next_at), refund=refund
         )
-        return changed == 1

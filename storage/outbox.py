@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import Conflict, NotFound
 from ..states import RunStatus
+from . import runs
 from .connector import Tx
 from .core import StoreCore, marks, reads, writes
 from .records import iso_now
@@ -36,15 +37,6 @@ _ATTEMPT_OUTCOME = {
 }
 
 
-def _only(handlers: list[str] | None) -> tuple[str, list[str]]:
-    """The SQL (and its arguments) that keeps a claim to runs of ``handlers``."""
-    if handlers is None:
-        return "", []
-    if not handlers:
-        return " and 1 = 0", []
-    return f" and r.handler in ({marks(handlers)})", list(handlers)
-
-
 class OutboxMixin(StoreCore):
     """The handler outbox: claim, renew, finish, retry, replay."""
 
@@ -55,10 +47,7 @@ class OutboxMixin(StoreCore):
         leases running out instead. Returns how many were recovered."""
         if not self.connector.exclusive:
             return 0
-        return await tx.execute(
-            "update handler_runs set status = 'pending', lease_owner = null, lease_until = null "
-            "where status = 'running'"
-        )
+        return await runs.recover(tx, "handler_runs")
 
     @writes
     async def claim_runs(
@@ -76,52 +65,24 @@ class OutboxMixin(StoreCore):
         it cannot execute, which another relay configured differently may). Each claim counts as an
         attempt, a taken-over one included: a run that kills its relay every time still ends ``dead``.
         """
-        only, names = _only(handlers)
-        return await tx.rows(
-            "update handler_runs set status = 'running', attempts = coalesce(attempts, 0) + 1, "
-            f"lease_owner = ?, lease_until = {tx.now} + ?, updated_at = ? "
-            "where id in (select r.id from handler_runs r where "
-            "((r.status = 'pending' and r.next_at <= ?) "
-            f"or (r.status = 'running' and r.lease_until < {tx.now})) "
-            f"and {_UNBLOCKED}{only} order by r.next_at, r.id limit ?{tx.skip_locked}) returning *",
-            [owner, lease, iso_now(), now, *names, limit],
-        )
+        return await runs.claim(tx, "handler_runs", owner, now, limit, lease, handlers, f" and {_UNBLOCKED}")
 
     @writes
     async def renew_runs(self, tx: Tx, owner: str, run_ids: list[int], lease: float) -> set[int]:
         """Extend ``owner``'s leases on ``run_ids``; returns the ids it still holds."""
-        if not run_ids:
-            return set()
-        rows = await tx.rows(
-            f"update handler_runs set lease_until = {tx.now} + ? "
-            "where lease_owner = ? and status = 'running' "
-            f"and id in ({marks(run_ids)}) returning id",
-            [lease, owner, *run_ids],
-        )
-        return {int(row["id"]) for row in rows}
+        return await runs.renew(tx, "handler_runs", owner, run_ids, lease)
 
     @writes
     async def release_runs(self, tx: Tx, owner: str) -> int:
         """At shutdown: the runs ``owner`` still runs become ``pending`` again, due now, their lease
         cleared and the interrupted try not counted, so another relay (or the next start) runs them
         at once. Only ``owner``'s rows. Returns how many were handed back."""
-        return await tx.execute(
-            "update handler_runs set status = 'pending', lease_owner = null, lease_until = null, "
-            "attempts = case when attempts > 0 then attempts - 1 else 0 end, next_at = ?, updated_at = ? "
-            "where lease_owner = ? and status = 'running'",
-            [time.time(), iso_now(), owner],
-        )
+        return await runs.release(tx, "handler_runs", owner)
 
     @reads
     async def next_run_due(self, tx: Tx, handlers: list[str] | None = None) -> float | None:
         """When the earliest pending run that may start (of ``handlers``, when given) is due, or ``None``."""
-        only, names = _only(handlers)
-        row = await tx.one(
-            "select min(r.next_at) as t from handler_runs r "
-            f"where r.status = 'pending' and {_UNBLOCKED}{only}",
-            names,
-        )
-        return row["t"] if row else None
+        return await runs.next_due(tx, "handler_runs", handlers, f" and {_UNBLOCKED}")
 
     @writes
     async def finish_run(
@@ -141,17 +102,7 @@ class OutboxMixin(StoreCore):
         ``refund``: the try does not count towards the handler's attempts. False when ``owner`` no
         longer holds the run (its lease ran out and another relay took it): nothing is written then.
         """
-        changes: dict[str, Any] = {
-            "status": status.value,
-            "last_error": error,
-            "updated_at": iso_now(),
-            "lease_owner": None,
-            "lease_until": None,
-        }
-        if output is not None:
-            changes["output"] = output
-        if next_at is not None:
-            changes["next_at"] = next_at
+        changes = runs.ending(status, error, output, next_at)
         # The try that ended, kept in its run's history (replays do not erase it); only while ours.
         # The run's updated_at still holds when it was claimed, i.e. when this try started.
         await tx.run(
@@ -161,14 +112,7 @@ class OutboxMixin(StoreCore):
             "where id = ? and lease_owner = ? and status = 'running'",
             [_ATTEMPT_OUTCOME[status], output, error, changes["updated_at"], run_id, owner],
         )
-        sets = ", ".join(f"{column} = ?" for column in changes)
-        if refund:
-            sets += ", attempts = attempts - 1"
-        changed = await tx.execute(
-            f"update handler_runs set {sets} where id = ? and lease_owner = ? and status = 'running'",
-            [*changes.values(), run_id, owner],
-        )
-        return changed == 1
+        return await runs.end(tx, "handler_runs", run_id, owner, changes, refund=refund)
 
     @writes
     async def replay(self, tx: Tx, job_id: str, handler: str | None = None) -> list[dict[str, Any]]:
