@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,6 +25,7 @@ from .auth import authenticated
 from .bodies import read_json
 from .openapi import document
 
+CURSOR = re.compile(r"[0-9a-f]{12}-[0-9a-f]{8}")  # a job id (storage.records.new_job_id)
 MAX_CLIENT_REF = 200
 MAX_QUERY = 200
 KEEP_ALIVE = 15.0
@@ -86,13 +88,16 @@ async def list_jobs(request: Request) -> JSONResponse:
     q = query.get("q")
     if q is not None and len(q) > MAX_QUERY:
         raise ValidationError(f"q is {len(q)} characters; search with at most {MAX_QUERY}", "q")
+    after = query.get("cursor")
+    if after is not None and not CURSOR.fullmatch(after):
+        raise ValidationError("cursor must be the next_cursor of the previous page (a job id)", "cursor")
     jobs, cursor = await _relay(request).store.find_jobs(
         status=status,
         model=query.get("model"),
         account=query.get("account"),
         q=q,
         limit=_limit(query.get("limit")),
-        cursor=query.get("cursor"),
+        cursor=after,
     )
     return JSONResponse({"jobs": jobs, "next_cursor": cursor})
 

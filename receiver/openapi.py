@@ -114,7 +114,12 @@ def _job_paths() -> dict[str, Schema]:
                         "in": "query",
                         "schema": {"type": "integer", "minimum": 1, "maximum": 500},
                     },
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "description": "The `next_cursor` of the previous page.",
+                        "schema": {"type": "string", "pattern": "^[0-9a-f]{12}-[0-9a-f]{8}$"},
+                    },
                 ],
                 "responses": _answers({200: _json(ref("JobList"), "A page of jobs.")}, 401, 422),
             },

@@ -31,6 +31,16 @@ def test_search_and_account_filter(relay: RelayProcess) -> None:
     assert relay.api("GET", "/api/jobs", params={"q": "x" * 201}).json()["field"] == "q"
 
 
+def test_a_cursor_that_is_no_job_id_is_refused(relay: RelayProcess) -> None:
+    answer = relay.api("GET", "/api/jobs", params={"cursor": "garbage"})
+    assert answer.status_code == 422 and answer.json()["field"] == "cursor", answer.text
+    first = relay.api("POST", "/api/jobs", json={"model": "gen4.5", "text_prompt": "one"}).json()
+    relay.api("POST", "/api/jobs", json={"model": "gen4.5", "text_prompt": "two"})
+    page = relay.api("GET", "/api/jobs", params={"limit": 1}).json()
+    rest = relay.api("GET", "/api/jobs", params={"limit": 1, "cursor": page["next_cursor"]}).json()
+    assert [j["id"] for j in rest["jobs"]] == [first["id"]]
+
+
 def test_every_problem_of_a_rejected_submit_is_listed(relay: RelayProcess) -> None:
     answer = relay.api("POST", "/api/jobs", json={"model": "gen4", "seed": 0, "exploreMode": "maybe"})
     assert answer.status_code == 422
