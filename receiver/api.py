@@ -68,10 +68,9 @@ async def create_job(request: Request) -> JSONResponse:
     if request.query_params.get("dry_run") in ("1", "true"):
         params, _ = relay.check(body)
         return JSONResponse({"ok": True, "params": params})
-    if ref is not None and (known := await relay.store.job_by_client_ref(ref)) is not None:
-        return JSONResponse(known, status_code=200)
-    job = await relay.submit(body, client_ref=ref)
-    return JSONResponse(job, status_code=201)
+    known = ref is not None and await relay.store.job_by_client_ref(ref) is not None
+    job = await relay.submit(body, client_ref=ref)  # a known ref: that job (409 if it asked otherwise)
+    return JSONResponse(job, status_code=200 if known else 201)
 
 
 async def list_jobs(request: Request) -> JSONResponse:

@@ -27,7 +27,8 @@ _ERRORS = {
     400: "The request is malformed (not JSON, not an object, not multipart).",
     401: "Missing or wrong API key (`RELAY_API_KEY`).",
     404: "No such job, account, token or file.",
-    409: "The job's state does not allow it (it already ended), or a prune is running already.",
+    409: "The job's state does not allow it (it already ended), a `client_ref` already names a job "
+    "with other parameters, or a prune is running already.",
     413: "The body is over the limit.",
     415: "The body's Content-Type is not one this route takes.",
     422: "A rule is broken; `field` names the parameter. Nothing was stored or sent upstream.",
@@ -87,6 +88,7 @@ def _job_paths() -> dict[str, Schema]:
                     },
                     400,
                     401,
+                    409,
                     413,
                     415,
                     422,

@@ -15,6 +15,16 @@ from .records import ENDED_STATUSES, Moved, iso_now, new_job_id
 from .retention import ENDED
 
 
+def _same_request(known: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """``known``, the job stored under a client_ref, if ``params`` ask for the same thing."""
+    if json.loads(known["params"]) != params:
+        raise Conflict(
+            f"client_ref {known['client_ref']!r} belongs to job {known['id']}, which has other "
+            "parameters; use a new client_ref for a new job"
+        )
+    return known
+
+
 class JobsMixin(StoreCore):
     """Jobs: create, read, list, cancel and re-submit."""
 
@@ -33,12 +43,13 @@ class JobsMixin(StoreCore):
         """Store a new ``queued`` job (attempt 1).
 
         A ``client_ref`` already stored is the same job: its row comes back (``previous`` is its status,
-        so nothing is announced as new) and nothing is written.
+        so nothing is announced as new) and nothing is written. The same ref with other parameters is
+        a mistake the client should hear of: :class:`Conflict`.
         """
         if client_ref is not None:
             known = await tx.one("select * from jobs where client_ref = ?", [client_ref])
             if known is not None:
-                return Moved(known, known["status"])
+                return Moved(_same_request(known, params), known["status"])
         job_id = new_job_id()
         now = iso_now()
         row: dict[str, Any] = {
@@ -68,7 +79,7 @@ class JobsMixin(StoreCore):
             known = await tx.one("select * from jobs where client_ref = ?", [client_ref])
             if known is None:
                 raise RuntimeError(f"job {job_id} could not be stored and no job has its client_ref")
-            return Moved(known, known["status"])
+            return Moved(_same_request(known, params), known["status"])
         await self._new_attempt(tx, job_id, 1)
         await self._count(tx, Status.QUEUED.value, +1)
         await self._event(tx, row, "api", "created", "applied", status="queued", at=now)

@@ -94,6 +94,9 @@ def test_client_ref_makes_a_create_idempotent(relay: RelayProcess) -> None:
     )
     assert len(relay.api("GET", "/api/jobs").json()["jobs"]) == 1
     assert relay.api("POST", "/api/jobs", json={**body, "client_ref": 5}).json()["field"] == "client_ref"
+    other = relay.api("POST", "/api/jobs", json={**body, "text_prompt": "something else"})
+    assert other.status_code == 409 and "other parameters" in other.json()["error"], other.text
+    assert len(relay.api("GET", "/api/jobs").json()["jobs"]) == 1
 
 
 def test_job_stream_ends_once_the_download_has_arrived(relay: RelayProcess) -> None:

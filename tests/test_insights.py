@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runway_relay.errors import NotFound
+from runway_relay.errors import Conflict, NotFound
 from runway_relay.states import RunStatus, Signal
 from runway_relay.storage import SCHEDULER_LEASE, Routing, Store, open_store
 from runway_relay.storage.insights import summary_columns
@@ -84,8 +84,10 @@ async def test_groups_and_client_refs(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.group_jobs("g-none")
     once = await make(store, "z", client_ref="batch:1")
-    again = await make(store, "other", client_ref="batch:1")
+    again = await make(store, "z", client_ref="batch:1")
     assert again["id"] == once["id"] and again["prompt"] == "z"
+    with pytest.raises(Conflict, match="other parameters"):
+        await make(store, "other", client_ref="batch:1")
     assert (await store.job_by_client_ref("batch:1"))["id"] == once["id"]  # type: ignore[index]
     assert await store.job_by_client_ref("batch:2") is None
 
