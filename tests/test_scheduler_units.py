@@ -12,7 +12,7 @@ import httpx
 import pytest
 from test_scheduler_support import upstream
 
-from runway_relay.poller import Poller
+from runway_relay.poller import LOST_AFTER, Poller
 from runway_relay.scheduler import Scheduler
 from runway_relay.simulator import Simulator
 from runway_relay.storage import SCHEDULER_LEASE, Moved, Store, open_store
@@ -149,9 +149,14 @@ async def test_polls_are_recorded_even_when_nothing_changed_and_failures_back_of
     assert ticket is not None
     await store.record_submitted(ticket, f"user:1-runwayml:{ACCOUNT}-task:unknown", ACCOUNT, None)
     waits = []
-    for tries in range(3):
+    for tries in range(LOST_AFTER - 1):
         before = time.time()
         await poller.poll(lost["id"], 1, f"user:1-runwayml:{ACCOUNT}-task:unknown", tries)
         waits.append(((await store.job_row(lost["id"]))["next_poll_at"] - before) / 10)
     # poll_after, doubled per failure, with the jitter of relay/backoff.py (50–100 % of each step)
-    assert all(step / 2 - 0.05 <= wait <= step + 0.05 for wait, step in zip(waits, (1, 2, 4), strict=True))
+    assert all(step / 2 - 0.05 <= wait <= step + 0.05 for wait, step in zip(waits, (1, 2), strict=True))
+    # the last 404 in a row: the task is lost upstream, and the job fails (resubmit may send it again)
+    await poller.poll(lost["id"], 1, f"user:1-runwayml:{ACCOUNT}-task:unknown", LOST_AFTER - 1)
+    gone = await store.job_row(lost["id"])
+    assert (gone["status"], gone["error_kind"]) == ("failed", "upstream") and gone["next_poll_at"] is None
+    assert "no longer knows the task" in gone["error"]
