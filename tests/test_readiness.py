@@ -4,21 +4,17 @@ cannot take writes (read-only PostgreSQL, a full disk under SQLite, a write lock
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import psycopg
-import pytest
 
 import pg
-from conftest import RelayProcess
+from conftest import RelayProcess, fill
 
 KEY = "ready-key-0123456789"
 
@@ -84,42 +80,12 @@ def test_a_read_only_postgresql_makes_it_not_ready_until_writable(relay_factory:
     until(relay, lambda a: a.status_code == 200)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 16 MiB tmpfs mounted for this test (needs root; skips, saying why, otherwise)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root): {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def _fill(disk: Path) -> Path:
-    """Take every free byte of ``disk``; the file that holds them."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
-    try:
-        for size in (65536, 512, 1):
-            with contextlib.suppress(OSError):  # ENOSPC: no room for a piece this big
-                while True:
-                    os.write(fd, b"\0" * size)
-    finally:
-        os.close(fd)
-    return filler
-
-
 def test_a_full_disk_under_sqlite_makes_it_not_ready_until_freed(
     relay_factory: Any, small_disk: Path
 ) -> None:
     relay = relay_factory(RELAY_API_KEY=KEY, RELAY_DB=str(small_disk / "relay.db"))
     assert readyz(relay).status_code == 200
-    filler = _fill(small_disk)
+    filler = fill(small_disk)
     try:
         answer = until(relay, lambda a: a.status_code == 503)
         body = answer.json()

@@ -13,17 +13,17 @@ Both need root; without it (or without ``chattr``/tmpfs) the test is skipped, sa
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from conftest import fill
 
 pytestmark = pytest.mark.slow
 
@@ -98,33 +98,6 @@ def test_read_only_database_answers_503_then_recovers(
 # -- disk full ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MiB tmpfs (unmounted at the end; lazily if the relay still holds it)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
-        yield mount
-    finally:
-        if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
-def _fill(path: Path) -> None:
-    """Write zeros until the filesystem is full (bounded by its size)."""
-    block = b"\0" * 65536
-    with path.open("wb") as filler, contextlib.suppress(OSError):
-        for _ in range(10_000):
-            filler.write(block)
-            filler.flush()
-    assert os.statvfs(path.parent).f_bavail == 0 or not os.access(path.parent, os.W_OK), "disk not full"
-
-
 def test_full_disk_answers_503_then_recovers(
     small_disk: Path, relay_factory: Any, upstream: Any, cdn: Any, helpers: Any
 ) -> None:
@@ -132,8 +105,7 @@ def test_full_disk_answers_503_then_recovers(
         **upstream.env(RELAY_DOWNLOAD_ALLOW_PRIVATE="1", RELAY_DB=str(small_disk / "relay.db"))
     )
     job_id, reply_url, reply_ref = _pending_job(relay, upstream, helpers)
-    filler = small_disk / "filler"
-    _fill(filler)
+    filler = fill(small_disk)
     before = _callback_events(relay, helpers)
     refused = b""
     for n in range(1, 40):  # big bodies outgrow whatever room the WAL file already had
