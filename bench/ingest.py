@@ -214,7 +214,8 @@ def throughput(work: Path, args: argparse.Namespace) -> None:
     print(f"  callbacks stored, by outcome (warm-ups included): {dict(outcomes)}")
 
 
-def _callback_requests(count: int, base_progress: float) -> list[bytes]:
+def callback_requests(count: int, base_progress: float) -> list[bytes]:
+    """``count`` callbacks spread over the running jobs, progress above ``base_progress`` (all applied)."""
     requests = []
     for i in range(count):
         progress = f"{base_progress + (i + 1) / 1e7:.9f}"
@@ -224,8 +225,8 @@ def _callback_requests(count: int, base_progress: float) -> list[bytes]:
 
 
 def _fixed(server: Server, rate: float, seconds: float) -> tuple[list[float], list[int]]:
-    asyncio.run(fixed_rate(server.port, _callback_requests(int(rate), 0.1), rate))  # warm-up, 1 s
-    return asyncio.run(fixed_rate(server.port, _callback_requests(int(rate * seconds), 0.5), rate))
+    asyncio.run(fixed_rate(server.port, callback_requests(int(rate), 0.1), rate))  # warm-up, 1 s
+    return asyncio.run(fixed_rate(server.port, callback_requests(int(rate * seconds), 0.5), rate))
 
 
 def fixed(work: Path, args: argparse.Namespace) -> None:

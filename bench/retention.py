@@ -29,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RUNNING_TOKENS, percentile, relay_server, seed, task_body, token
-from ingest import fixed_rate, post_request
+from common import RUNNING_TOKENS, percentile, relay_server, seed, task_body
+from ingest import callback_requests, fixed_rate
 
 
 def on_disk(db: Path) -> int:
@@ -53,19 +53,9 @@ def add_bodies(db: Path) -> None:
         conn.close()
 
 
-def requests(count: int, base: float) -> list[bytes]:
-    """``count`` callbacks spread over the running jobs, progress above ``base`` (all applied)."""
-    out = []
-    for i in range(count):
-        progress = f"{base + (i + 1) / 1e7:.9f}"
-        body = json.dumps(task_body(progress)).encode()
-        out.append(post_request(f"/callbacks/{token(i % RUNNING_TOKENS)}", body))
-    return out
-
-
 def load(port: int, rate: float, seconds: float, base: float) -> tuple[list[float], list[int]]:
     """``rate`` callbacks/s for ``seconds``."""
-    return asyncio.run(fixed_rate(port, requests(int(rate * seconds), base), rate))
+    return asyncio.run(fixed_rate(port, callback_requests(int(rate * seconds), base), rate))
 
 
 def summary(name: str, lat: list[float], statuses: list[int]) -> str:

@@ -14,11 +14,10 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .storage import Store
+from .storage import Store, iso_now
 
 log = logging.getLogger("runway_relay")
 
@@ -82,12 +81,6 @@ def _mb(size: int) -> str:
     return f"{size / 1024**2:.1f} MB"
 
 
-def cutoff_of(older_than: float, now: float | None = None) -> str:
-    """The ISO time ``older_than`` seconds before ``now``, spelled as the store spells ``updated_at``."""
-    moment = datetime.fromtimestamp((time.time() if now is None else now) - older_than, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 async def prune(
     store: Store,
     older_than: float,
@@ -106,7 +99,7 @@ async def prune(
     """
     started = time.monotonic()
     report = PruneReport(size_before=await store.size())
-    cutoff = cutoff_of(older_than)
+    cutoff = iso_now(time.time() - older_than)
     root = Path(os.path.realpath(download_dir))
     after = None
     while True:

@@ -106,9 +106,11 @@ class Routing:
         return [name for name in wanted if name in picked]
 
 
-def iso_now() -> str:
-    """The current UTC time as ISO 8601 with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def iso_now(at: float | None = None) -> str:
+    """The current UTC time (or epoch seconds ``at``) as ISO 8601 with milliseconds, the way the
+    store spells ``created_at`` and ``updated_at``."""
+    moment = datetime.now(UTC) if at is None else datetime.fromtimestamp(at, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _last_ms = 0
